@@ -1,0 +1,347 @@
+//! One persistent connection to one backend server, owned by one worker thread.
+//!
+//! Sessions append canonical request bytes to the connection's write buffer and a [`Pending`]
+//! record to its queue; the connection task writes whatever is buffered in one call, frames
+//! the replies in order and hands each to the request at the head of the queue. Everything is
+//! single-threaded (`Rc`/`RefCell` on a worker's `LocalSet`), so the hot path takes no lock
+//! and crosses no thread.
+//!
+//! Timeouts follow the request, not the connection: a request that misses its deadline is
+//! answered with `SERVER_ERROR Connection timed out` at once, its slot in the queue is kept so
+//! that its late reply is read and dropped, and requests behind it are unaffected. Only a
+//! server that stays silent for a whole further timeout is considered stuck, and then its
+//! connection is closed and re-established.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::sync::Notify;
+use tokio::time::{sleep_until, timeout, Instant};
+use tracing::{debug, warn};
+
+use super::sink::Target;
+use super::{BackendError, Framing};
+use crate::config::ServerAddr;
+use crate::net::Stream;
+use crate::stats::ServerStats;
+
+/// Requests queued on one connection before new ones are refused with `backend queue full`.
+/// It bounds memory when a server stops answering.
+const MAX_PENDING: usize = 64 * 1024;
+/// Unwritten request bytes buffered on one connection before new requests are refused.
+const MAX_UNWRITTEN: usize = 64 * 1024 * 1024;
+/// Read buffer headroom reserved before each read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Per-pool settings every connection of the pool shares.
+#[derive(Clone, Debug)]
+pub struct ConnSettings {
+    /// Per-request deadline (twemproxy's `timeout`); `None` waits forever.
+    pub timeout: Option<Duration>,
+    pub connect_timeout: Duration,
+    /// Largest value a reply may announce before the stream is declared corrupt.
+    pub max_value: usize,
+    pub preconnect: bool,
+    /// `pool/server`, for logs.
+    pub label: Arc<str>,
+}
+
+struct Pending {
+    target: Target,
+    framing: Framing,
+    deadline: Option<Instant>,
+}
+
+enum Phase {
+    /// No socket; the next request opens one.
+    Idle,
+    Connecting,
+    Connected,
+    /// The last connect failed: requests fail fast with the same error until `until`.
+    Backoff { until: Instant, err: BackendError },
+}
+
+struct State {
+    wbuf: BytesMut,
+    pending: VecDeque<Pending>,
+    /// Leading entries of `pending` already answered with a timeout (their replies are dropped).
+    expired: usize,
+    phase: Phase,
+    failures: u32,
+    shutdown: bool,
+}
+
+/// A connection handle: cheap to share between the sessions of one worker.
+pub struct BackendConn {
+    addr: ServerAddr,
+    settings: ConnSettings,
+    stats: Arc<ServerStats>,
+    state: RefCell<State>,
+    wake: Notify,
+}
+
+impl BackendConn {
+    /// Creates the handle and its task on the current worker's `LocalSet`.
+    pub fn spawn(addr: ServerAddr, settings: ConnSettings, stats: Arc<ServerStats>) -> Rc<BackendConn> {
+        let conn = Rc::new(BackendConn {
+            addr,
+            settings,
+            stats,
+            state: RefCell::new(State {
+                wbuf: BytesMut::new(),
+                pending: VecDeque::new(),
+                expired: 0,
+                phase: Phase::Idle,
+                failures: 0,
+                shutdown: false,
+            }),
+            wake: Notify::new(),
+        });
+        tokio::task::spawn_local(conn.clone().run());
+        conn
+    }
+
+    /// Queues one request: `encode` appends its bytes, and its reply (or error) goes to `target`.
+    pub fn send(&self, framing: Framing, target: Target, encode: impl FnOnce(&mut BytesMut)) {
+        let mut st = self.state.borrow_mut();
+        if let Phase::Backoff { until, err } = &st.phase {
+            if Instant::now() < *until {
+                let err = err.clone();
+                drop(st);
+                target.deliver(Err(err));
+                return;
+            }
+            st.phase = Phase::Idle;
+        }
+        if st.pending.len() >= MAX_PENDING || st.wbuf.len() >= MAX_UNWRITTEN {
+            drop(st);
+            target.deliver(Err(BackendError::Overloaded));
+            return;
+        }
+        let before = st.wbuf.len();
+        encode(&mut st.wbuf);
+        self.stats.requests.inc();
+        self.stats.request_bytes.add((st.wbuf.len() - before) as u64);
+        self.stats.in_flight.inc();
+        let deadline = self.settings.timeout.map(|t| Instant::now() + t);
+        st.pending.push_back(Pending { target, framing, deadline });
+        if st.pending.len() == 1 || before == 0 {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Stops the task once the requests already queued are answered (the server left the
+    /// route table).
+    pub fn shutdown(&self) {
+        self.state.borrow_mut().shutdown = true;
+        self.wake.notify_one();
+    }
+
+    async fn run(self: Rc<Self>) {
+        let mut connect_now = self.settings.preconnect;
+        loop {
+            loop {
+                let (idle, shutdown) = {
+                    let st = self.state.borrow();
+                    (st.pending.is_empty(), st.shutdown)
+                };
+                if idle && shutdown {
+                    return;
+                }
+                if !idle || connect_now {
+                    break;
+                }
+                self.wake.notified().await;
+            }
+            connect_now = false;
+            self.state.borrow_mut().phase = Phase::Connecting;
+            let err = match timeout(self.settings.connect_timeout, Stream::connect(&self.addr)).await {
+                Ok(Ok(stream)) => {
+                    {
+                        let mut st = self.state.borrow_mut();
+                        st.phase = Phase::Connected;
+                        st.failures = 0;
+                    }
+                    self.stats.server_connections.inc();
+                    debug!(server = %self.settings.label, "backend connected");
+                    let err = self.serve(&stream).await;
+                    self.stats.server_connections.dec();
+                    self.state.borrow_mut().phase = Phase::Idle;
+                    err
+                }
+                Ok(Err(e)) => self.connect_failed(BackendError::io(&e)),
+                Err(_) => self.connect_failed(BackendError::Timeout),
+            };
+            self.fail_all(err);
+        }
+    }
+
+    fn connect_failed(&self, err: BackendError) -> BackendError {
+        self.stats.connect_failures.inc();
+        let mut st = self.state.borrow_mut();
+        st.failures = st.failures.saturating_add(1);
+        // Exponential backoff, 25 ms doubling to 1 s, so that a dead server costs one failed
+        // connect per interval instead of one per request (no SYN storm).
+        let backoff = Duration::from_millis(25u64 << st.failures.min(6).saturating_sub(1)).min(Duration::from_secs(1));
+        if st.failures == 1 {
+            warn!(server = %self.settings.label, error = %err, "backend connect failed");
+        }
+        st.phase = Phase::Backoff { until: Instant::now() + backoff, err: err.clone() };
+        err
+    }
+
+    /// Answers every queued request with `err` and discards unwritten bytes.
+    fn fail_all(&self, err: BackendError) {
+        let pending = {
+            let mut st = self.state.borrow_mut();
+            st.wbuf.clear();
+            st.expired = 0;
+            std::mem::take(&mut st.pending)
+        };
+        if pending.is_empty() {
+            return;
+        }
+        self.stats.in_flight.add(-(pending.len() as i64));
+        self.stats.server_err.inc();
+        for p in pending {
+            p.target.deliver(Err(err.clone()));
+        }
+    }
+
+    /// Runs a connected socket until it fails; returns why.
+    async fn serve(&self, stream: &Stream) -> BackendError {
+        let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+        loop {
+            let want_write = match self.flush(stream) {
+                Ok(more) => more,
+                Err(e) => return BackendError::io(&e),
+            };
+            let deadline = self.next_deadline();
+            tokio::select! {
+                biased;
+                ready = stream.ready(true, want_write) => {
+                    let ready = match ready {
+                        Ok(r) => r,
+                        Err(e) => return BackendError::io(&e),
+                    };
+                    if ready.is_readable() || ready.is_read_closed() {
+                        if let Err(e) = self.read(stream, &mut rbuf) {
+                            return e;
+                        }
+                    }
+                }
+                _ = self.wake.notified() => {}
+                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    if let Err(e) = self.expire() {
+                        return e;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes buffered requests; returns whether bytes remain (the socket is full).
+    fn flush(&self, stream: &Stream) -> io::Result<bool> {
+        let mut st = self.state.borrow_mut();
+        while !st.wbuf.is_empty() {
+            match stream.try_write(&st.wbuf) {
+                Ok(n) => st.wbuf.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
+    }
+
+    fn read(&self, stream: &Stream, rbuf: &mut BytesMut) -> Result<(), BackendError> {
+        loop {
+            if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+                rbuf.reserve(READ_CHUNK);
+            }
+            match stream.try_read_buf(rbuf) {
+                Ok(0) => {
+                    self.stats.server_eof.inc();
+                    self.deliver_complete(rbuf)?;
+                    return Err(BackendError::Closed);
+                }
+                Ok(n) => {
+                    self.stats.response_bytes.add(n as u64);
+                    self.deliver_complete(rbuf)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(BackendError::io(&e)),
+            }
+        }
+    }
+
+    /// Frames every complete reply in `rbuf` and hands each to its request.
+    fn deliver_complete(&self, rbuf: &mut BytesMut) -> Result<(), BackendError> {
+        while !rbuf.is_empty() {
+            let framing = match self.state.borrow().pending.front() {
+                Some(p) => p.framing,
+                // Bytes nobody asked for (an admission error at connect, or a desynced
+                // server): forwarding them would answer someone else's request.
+                None => return Err(BackendError::Protocol("unsolicited reply")),
+            };
+            let Some(len) = framing.frame(rbuf, self.settings.max_value)? else {
+                return Ok(());
+            };
+            let reply = rbuf.split_to(len).freeze();
+            let done = {
+                let mut st = self.state.borrow_mut();
+                st.expired = st.expired.saturating_sub(1);
+                st.pending.pop_front()
+            };
+            if let Some(p) = done {
+                self.stats.responses.inc();
+                self.stats.in_flight.dec();
+                p.target.deliver(Ok(reply));
+            }
+        }
+        Ok(())
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let st = self.state.borrow();
+        match st.pending.get(st.expired) {
+            Some(p) => p.deadline,
+            None if st.expired > 0 => {
+                let timeout = self.settings.timeout?;
+                st.pending.front().and_then(|p| p.deadline).map(|d| d + timeout)
+            }
+            None => None,
+        }
+    }
+
+    /// Answers requests past their deadline; fails the connection if the oldest one has had
+    /// no reply for a further full timeout.
+    fn expire(&self) -> Result<(), BackendError> {
+        let now = Instant::now();
+        let mut st = self.state.borrow_mut();
+        while st.expired < st.pending.len() {
+            let idx = st.expired;
+            let p = &mut st.pending[idx];
+            if p.deadline.is_none_or(|d| d > now) {
+                break;
+            }
+            let target = std::mem::replace(&mut p.target, Target::Discard);
+            st.expired += 1;
+            self.stats.server_timedout.inc();
+            target.deliver(Err(BackendError::Timeout));
+        }
+        let stuck = match (st.pending.front().and_then(|p| p.deadline), self.settings.timeout) {
+            (Some(d), Some(t)) if st.expired > 0 => d + t <= now,
+            _ => false,
+        };
+        if stuck {
+            warn!(server = %self.settings.label, "backend unresponsive; reconnecting");
+            return Err(BackendError::Timeout);
+        }
+        Ok(())
+    }
+}

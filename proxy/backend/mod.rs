@@ -1,0 +1,92 @@
+//! Backend servers: persistent connections shared by every client of a worker, requests
+//! pipelined onto them and replies matched in order.
+
+mod conn;
+pub mod sink;
+
+use std::cell::Cell;
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+
+pub use conn::{BackendConn, ConnSettings};
+pub use sink::{Outcome, ReplySink, Target};
+
+use crate::config::ServerAddr;
+use crate::protocol::memcache;
+use crate::stats::ServerStats;
+
+/// Why a backend request produced no reply. The text is what clients see after
+/// `SERVER_ERROR ` or `-ERR `; the I/O wording matches twemproxy's `strerror` replies so that
+/// existing alerting on them keeps working.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    #[error("{0}")]
+    Io(Arc<str>),
+    #[error("Connection timed out")]
+    Timeout,
+    #[error("backend queue full")]
+    Overloaded,
+    #[error("backend protocol error: {0}")]
+    Protocol(&'static str),
+    #[error("Connection closed by server")]
+    Closed,
+}
+
+impl BackendError {
+    /// The `strerror`-style text of an I/O error, without Rust's "(os error N)" suffix.
+    pub fn io(err: &io::Error) -> BackendError {
+        let text = err.to_string();
+        let text = match text.find(" (os error") {
+            Some(i) => &text[..i],
+            None => &text,
+        };
+        BackendError::Io(Arc::from(text))
+    }
+}
+
+/// How replies on a connection are framed. One variant per backend protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    Memcache(memcache::Expect),
+}
+
+impl Framing {
+    /// Length of the complete reply at the start of `buf`, if there is one.
+    pub fn frame(self, buf: &[u8], max_value: usize) -> Result<Option<usize>, BackendError> {
+        match self {
+            Framing::Memcache(expect) => {
+                memcache::frame_reply(buf, expect, max_value).map_err(|e| BackendError::Protocol(e.0))
+            }
+        }
+    }
+}
+
+/// One backend server as seen by one worker: up to `server_connections` connections, used
+/// round-robin (twemproxy's policy).
+pub struct Server {
+    pub index: usize,
+    conns: Vec<Rc<BackendConn>>,
+    next: Cell<usize>,
+}
+
+impl Server {
+    pub fn new(index: usize, addr: ServerAddr, count: usize, settings: ConnSettings, stats: Arc<ServerStats>) -> Server {
+        let conns = (0..count.max(1))
+            .map(|_| BackendConn::spawn(addr.clone(), settings.clone(), stats.clone()))
+            .collect();
+        Server { index, conns, next: Cell::new(0) }
+    }
+
+    /// The connection the next request goes to.
+    pub fn conn(&self) -> &Rc<BackendConn> {
+        let i = self.next.get();
+        self.next.set(if i + 1 == self.conns.len() { 0 } else { i + 1 });
+        &self.conns[i]
+    }
+
+    /// Every connection, for pool-wide commands and shutdown.
+    pub fn conns(&self) -> &[Rc<BackendConn>] {
+        &self.conns
+    }
+}

@@ -1,0 +1,24 @@
+//! shardproxy: a sharding proxy for memcached and Redis, drop-in compatible with twemproxy.
+//!
+//! # Layout
+//! - [`config`]: `nutcracker.yml` parsing and validation (every problem reported at once).
+//! - [`hash`], [`ring`]: twemproxy's 12 key hashes and its ketama/modula/random distributions,
+//!   bit for bit, so keys land where twemproxy put them.
+//! - [`protocol`]: pure codecs, bytes in and frames out, no IO.
+//! - [`topology`]: the immutable route table built from a configuration.
+//! - [`backend`]: persistent, pipelined backend connections.
+//! - [`session`]: client connections: parse, route, split, merge, reply in order.
+//! - [`server`]: listeners, worker threads, the accept loop.
+//! - [`stats`]: counters recorded on the data path.
+
+pub mod backend;
+pub mod cli;
+pub mod config;
+pub mod hash;
+pub mod net;
+pub mod protocol;
+pub mod ring;
+pub mod server;
+pub mod session;
+pub mod stats;
+pub mod topology;

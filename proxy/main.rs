@@ -1,0 +1,99 @@
+//! `shardproxy` binary: command line, logging, configuration, then the server.
+
+use std::fs::OpenOptions;
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use anyhow::Context;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use shardproxy::cli::Cli;
+use shardproxy::{config, server};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.version {
+        println!("This is shardproxy-{}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    if cli.test_conf {
+        return test_conf(&cli);
+    }
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shardproxy: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `-t`: nutcracker's messages, plus every problem found (nutcracker prints none).
+fn test_conf(cli: &Cli) -> ExitCode {
+    let path = cli.conf_file.display();
+    match config::load(&cli.conf_file) {
+        Ok(_) => {
+            eprintln!("shardproxy: configuration file '{path}' syntax is ok");
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("shardproxy: {e}");
+            }
+            eprintln!("shardproxy: configuration file '{path}' syntax is invalid");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(cli.log_filter()));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    match &cli.output {
+        Some(path) => {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open log file {}", path.display()))?;
+            builder.with_ansi(false).with_writer(Mutex::new(file)).init();
+        }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    init_logging(&cli)?;
+    let config = config::load(&cli.conf_file).map_err(|errors| {
+        anyhow::anyhow!("configuration file '{}' is invalid:\n{errors}", cli.conf_file.display())
+    })?;
+    if let Some(pid_file) = &cli.pid_file {
+        std::fs::write(pid_file, format!("{}\n", std::process::id()))
+            .with_context(|| format!("cannot write pid file {}", pid_file.display()))?;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("shardproxy-acceptor")
+        .build()
+        .context("cannot start the runtime")?;
+    let result = runtime.block_on(server::run(config, cli.worker_threads(), shutdown_signal()));
+    if let Some(pid_file) = &cli.pid_file {
+        let _ = std::fs::remove_file(pid_file);
+    }
+    result.map_err(Into::into)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

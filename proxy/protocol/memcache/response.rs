@@ -1,0 +1,155 @@
+//! Backend-side memcached text protocol: frames the replies a server sends back, no IO.
+//!
+//! A reply can only be framed knowing what was asked (`get a b` is answered by any number of
+//! `VALUE` blocks and `END`; `set` by one line), so the backend connection hands the parser the
+//! [`Expect`] recorded with each request. Each reply is also checked against what that request
+//! may legitimately receive: on a shared connection a reply of the wrong shape means the stream
+//! is out of step, and passing it on would give one client's data to another. The connection is
+//! then closed instead (as memcached's own proxy and Envoy do).
+
+use std::ops::Range;
+
+use memchr::memchr;
+
+use super::request::parse_u64;
+
+/// The reply shape a forwarded request expects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// `VALUE` blocks then `END` (get, gets, gat, gats).
+    Values,
+    /// `STORED`, `NOT_STORED`, `EXISTS` or `NOT_FOUND`.
+    Storage,
+    /// `DELETED` or `NOT_FOUND`.
+    Delete,
+    /// A decimal number or `NOT_FOUND` (incr, decr).
+    Arith,
+    /// `TOUCHED` or `NOT_FOUND`.
+    Touch,
+    /// `VERSION <text>`.
+    Version,
+    /// `OK` (flush_all, verbosity).
+    Ok,
+}
+
+/// The backend sent something no request could have produced: its stream can't be trusted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("backend protocol error: {0}")]
+pub struct BadReply(pub &'static str);
+
+/// Longest reply line accepted from a backend (a `VALUE` line is at most ~300 bytes; error
+/// lines are short). A longer one means the stream is not memcached's.
+const MAX_REPLY_LINE: usize = 8192;
+
+/// Returns the length of the complete reply at the start of `buf`, or `None` if more bytes are
+/// needed. `max_value` bounds the data length a `VALUE` line may announce, so a corrupt length
+/// can't make the proxy wait for (or buffer) gigabytes.
+pub fn frame_reply(buf: &[u8], expect: Expect, max_value: usize) -> Result<Option<usize>, BadReply> {
+    let Some(first) = line(buf, 0)? else { return Ok(None) };
+    let text = trim_cr(&buf[..first]);
+    if is_error(text) {
+        return Ok(Some(first));
+    }
+    let ok = match expect {
+        Expect::Values => return frame_values(buf, max_value),
+        Expect::Storage => matches!(text, b"STORED" | b"NOT_STORED" | b"EXISTS" | b"NOT_FOUND"),
+        Expect::Delete => matches!(text, b"DELETED" | b"NOT_FOUND"),
+        Expect::Arith => text == b"NOT_FOUND" || parse_u64(text).is_some(),
+        Expect::Touch => matches!(text, b"TOUCHED" | b"NOT_FOUND"),
+        Expect::Version => text.starts_with(b"VERSION "),
+        Expect::Ok => text == b"OK",
+    };
+    if ok {
+        Ok(Some(first))
+    } else {
+        Err(BadReply("unexpected reply line"))
+    }
+}
+
+fn frame_values(buf: &[u8], max_value: usize) -> Result<Option<usize>, BadReply> {
+    let mut pos = 0;
+    loop {
+        let Some(end) = line(buf, pos)? else { return Ok(None) };
+        let text = trim_cr(&buf[pos..end]);
+        if text == b"END" {
+            return Ok(Some(end));
+        }
+        let header = parse_value_line(text).ok_or(BadReply("malformed VALUE line"))?;
+        if header.len > max_value {
+            return Err(BadReply("VALUE length beyond the item size limit"));
+        }
+        let block_end = end + header.len + 2;
+        if buf.len() < block_end {
+            return Ok(None);
+        }
+        if &buf[block_end - 2..block_end] != b"\r\n" {
+            return Err(BadReply("VALUE data not terminated by CRLF"));
+        }
+        pos = block_end;
+    }
+}
+
+/// End (exclusive, after `\n`) of the line starting at `pos`.
+fn line(buf: &[u8], pos: usize) -> Result<Option<usize>, BadReply> {
+    let window = &buf[pos..buf.len().min(pos + MAX_REPLY_LINE)];
+    match memchr(b'\n', window) {
+        Some(i) => Ok(Some(pos + i + 1)),
+        None if window.len() == MAX_REPLY_LINE => Err(BadReply("reply line too long")),
+        None => Ok(None),
+    }
+}
+
+fn trim_cr(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// `ERROR`, `CLIENT_ERROR <msg>` or `SERVER_ERROR <msg>`: legitimate answers to any request.
+pub fn is_error(line: &[u8]) -> bool {
+    line == b"ERROR" || line.starts_with(b"CLIENT_ERROR") || line.starts_with(b"SERVER_ERROR")
+}
+
+struct ValueHeader<'a> {
+    key: &'a [u8],
+    len: usize,
+}
+
+/// `VALUE <key> <flags> <bytes> [<cas unique>]`
+fn parse_value_line(text: &[u8]) -> Option<ValueHeader<'_>> {
+    let rest = text.strip_prefix(b"VALUE ")?;
+    let mut parts = rest.split(|&b| b == b' ');
+    let key = parts.next().filter(|k| !k.is_empty())?;
+    parse_u64(parts.next()?).filter(|&f| f <= u32::MAX as u64)?;
+    let len = parse_u64(parts.next()?)? as usize;
+    if let Some(cas) = parts.next() {
+        parse_u64(cas)?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(ValueHeader { key, len })
+}
+
+/// One `VALUE` block of a framed retrieval reply: the key and the block's byte range (from
+/// `VALUE` through the data's CRLF), for merging multi-get fragments back in request order.
+pub struct ValueBlock<'a> {
+    pub key: &'a [u8],
+    pub block: Range<usize>,
+}
+
+/// Iterates the `VALUE` blocks of a reply already validated by [`frame_reply`].
+pub fn value_blocks(reply: &[u8]) -> impl Iterator<Item = ValueBlock<'_>> {
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        let end = pos + memchr(b'\n', &reply[pos..])? + 1;
+        let header = parse_value_line(trim_cr(&reply[pos..end]))?;
+        let block = pos..end + header.len + 2;
+        pos = block.end;
+        Some(ValueBlock { key: header.key, block })
+    })
+}
+
+/// Whether a framed reply is an error line rather than a normal answer.
+pub fn reply_is_error(reply: &[u8]) -> bool {
+    is_error(trim_cr(reply))
+}

@@ -1,0 +1,339 @@
+//! The memcached side of a client session: routes each parsed request to its server, splits
+//! multi-gets per server, and assembles replies in request order.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::rc::Rc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::{mc_stats, Flow, Handler};
+use crate::backend::{BackendError, Framing, Outcome, ReplySink, Target};
+use crate::protocol::memcache::{self as mc, After, Command, Expect, Parsed, Request};
+use crate::server::WorkerPool;
+
+/// A reply owed to the client, in request order.
+enum Entry {
+    /// Answered by the proxy itself.
+    Ready(Bytes),
+    /// One backend request; `keys` is the key count of a retrieval (for hit/miss counts).
+    Single { slot: u32, keys: u32 },
+    /// A multi-get split over several servers.
+    Multi(Box<MultiGet>),
+    /// A command sent to every server of the pool (flush_all): `OK` when all answered `OK`.
+    All { slots: Vec<u32> },
+}
+
+struct MultiGet {
+    frame: Bytes,
+    /// Each key of the request, in order, with the fragment (server) it went to.
+    keys: Vec<(Range<usize>, u32)>,
+    /// One backend request slot per server involved.
+    slots: Vec<u32>,
+}
+
+pub struct McSession {
+    pool: Rc<WorkerPool>,
+    sink: Rc<ReplySink>,
+    entries: VecDeque<Entry>,
+    /// Bytes of a refused value still to be skipped.
+    swallow: u64,
+    /// Scratch space for per-key server indexes of a multi-get, reused across requests.
+    scratch: Vec<u32>,
+}
+
+const VALUES_FRAMING: Framing = Framing::Memcache(Expect::Values);
+
+impl McSession {
+    pub fn new(pool: Rc<WorkerPool>, sink: Rc<ReplySink>) -> McSession {
+        McSession { pool, sink, entries: VecDeque::new(), swallow: 0, scratch: Vec::new() }
+    }
+
+    fn ready(&mut self, reply: &'static [u8]) {
+        self.entries.push_back(Entry::Ready(Bytes::from_static(reply)));
+    }
+
+    /// Routes and forwards one request, recording the reply it owes.
+    fn dispatch(&mut self, req: Request, frame: Bytes) -> Flow {
+        let stats = &self.pool.table.stats;
+        match req.cmd {
+            Command::Get | Command::Gets | Command::Gat | Command::Gats => {
+                stats.cmd_get.add(req.keys.len() as u64);
+                if req.cmd == Command::Gat || req.cmd == Command::Gats {
+                    stats.cmd_touch.add(req.keys.len() as u64);
+                }
+                self.retrieval(req, frame);
+            }
+            Command::Version => {
+                // Clients read the version to choose protocol features: ask a real server,
+                // the same one twemproxy asks.
+                let server = self.pool.server_for(b"placeholder");
+                self.forward(server, Framing::Memcache(Expect::Version), false, 0, |dst| {
+                    dst.put_slice(b"version\r\n")
+                });
+            }
+            Command::Verbosity => {
+                if !req.noreply {
+                    self.ready(b"OK\r\n");
+                }
+            }
+            Command::FlushAll => {
+                stats.cmd_flush.inc();
+                self.flush_all(&req);
+            }
+            Command::Stats => {
+                let reply = if req.args.is_empty() {
+                    Bytes::from(mc_stats::render(&self.pool))
+                } else {
+                    Bytes::from_static(b"CLIENT_ERROR only plain 'stats' is supported by shardproxy\r\n")
+                };
+                self.entries.push_back(Entry::Ready(reply));
+            }
+            Command::Quit => return Flow::Close,
+            cmd => {
+                match cmd {
+                    Command::Delete => stats.cmd_delete.inc(),
+                    Command::Incr | Command::Decr => stats.cmd_arith.inc(),
+                    Command::Touch => stats.cmd_touch.inc(),
+                    _ => stats.cmd_set.inc(),
+                }
+                let server = self.pool.server_for(&frame[req.keys[0].clone()]);
+                let framing = Framing::Memcache(mc::expect_for(cmd));
+                self.forward(server, framing, req.noreply, 0, |dst| mc::encode_keyed(&req, &frame, dst));
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Sends one request to `server` (None: no server available) and owes its reply unless
+    /// `noreply`.
+    fn forward(&mut self, server: Option<usize>, framing: Framing, noreply: bool, keys: u32, encode: impl FnOnce(&mut BytesMut)) {
+        let Some(server) = server else {
+            if !noreply {
+                self.pool.table.stats.forward_error.inc();
+                self.ready(b"SERVER_ERROR no server available\r\n");
+            }
+            return;
+        };
+        let conn = self.pool.servers[server].conn();
+        if noreply {
+            conn.send(framing, Target::Discard, encode);
+        } else {
+            let slot = self.sink.alloc();
+            conn.send(framing, Target::Slot(self.sink.clone(), slot), encode);
+            self.entries.push_back(Entry::Single { slot, keys });
+        }
+    }
+
+    fn retrieval(&mut self, req: Request, frame: Bytes) {
+        let nkeys = req.keys.len() as u32;
+        let mut servers = std::mem::take(&mut self.scratch);
+        servers.clear();
+        servers.extend(req.keys.iter().map(|k| self.pool.server_for(&frame[k.clone()]).map_or(u32::MAX, |s| s as u32)));
+        let first = servers[0];
+        if servers.iter().all(|&s| s == first) {
+            // One server holds every key: forward as is and pass the reply through untouched.
+            let server = (first != u32::MAX).then_some(first as usize);
+            let keys = req.keys.iter().map(|k| &frame[k.clone()]);
+            self.forward(server, VALUES_FRAMING, false, nkeys, |dst| {
+                mc::encode_retrieval(req.cmd, req.exptime, keys, dst)
+            });
+        } else {
+            self.split_retrieval(&req, frame, &servers);
+        }
+        self.scratch = servers;
+    }
+
+    /// One backend request per server, keys kept in request order within each.
+    fn split_retrieval(&mut self, req: &Request, frame: Bytes, servers: &[u32]) {
+        let mut order: Vec<u32> = Vec::new();
+        let mut keys = Vec::with_capacity(req.keys.len());
+        for (k, &s) in req.keys.iter().zip(servers) {
+            let frag = match order.iter().position(|&o| o == s) {
+                Some(i) => i,
+                None => {
+                    order.push(s);
+                    order.len() - 1
+                }
+            };
+            keys.push((k.clone(), frag as u32));
+        }
+        self.pool.table.stats.fragments.add(order.len() as u64);
+        let mut slots = Vec::with_capacity(order.len());
+        for (frag, &server) in order.iter().enumerate() {
+            let slot = self.sink.alloc();
+            slots.push(slot);
+            let target = Target::Slot(self.sink.clone(), slot);
+            if server == u32::MAX {
+                target.deliver(Err(BackendError::Io("no server available".into())));
+                continue;
+            }
+            let frag_keys = keys.iter().filter(|(_, f)| *f == frag as u32).map(|(k, _)| &frame[k.clone()]);
+            self.pool.servers[server as usize].conn().send(VALUES_FRAMING, target, |dst| {
+                mc::encode_retrieval(req.cmd, req.exptime, frag_keys, dst)
+            });
+        }
+        self.entries.push_back(Entry::Multi(Box::new(MultiGet { frame, keys, slots })));
+    }
+
+    fn flush_all(&mut self, req: &Request) {
+        if !self.pool.table.config.allow_flush_all {
+            self.ready(b"SERVER_ERROR flush_all is disabled for this pool\r\n");
+            return;
+        }
+        let framing = Framing::Memcache(Expect::Ok);
+        let mut slots = Vec::new();
+        for server in &self.pool.servers {
+            let target = if req.noreply {
+                Target::Discard
+            } else {
+                let slot = self.sink.alloc();
+                slots.push(slot);
+                Target::Slot(self.sink.clone(), slot)
+            };
+            server.conn().send(framing, target, |dst| mc::encode_pool_command(req, dst));
+        }
+        if !req.noreply {
+            self.entries.push_back(Entry::All { slots });
+        }
+    }
+
+    /// Writes one finished entry's reply.
+    fn emit(&mut self, entry: Entry, out: &mut BytesMut) {
+        let stats = &self.pool.table.stats;
+        match entry {
+            Entry::Ready(bytes) => out.put_slice(&bytes),
+            Entry::Single { slot, keys } => match self.sink.take(slot) {
+                Ok(reply) => {
+                    if keys > 0 {
+                        let hits = mc::value_blocks(&reply).count() as u64;
+                        stats.get_hits.add(hits);
+                        stats.get_misses.add((keys as u64).saturating_sub(hits));
+                    }
+                    out.put_slice(&reply);
+                }
+                Err(e) => put_error(out, &e, stats),
+            },
+            Entry::Multi(m) => self.emit_multi(*m, out),
+            Entry::All { slots } => {
+                let mut failure: Option<Bytes> = None;
+                for slot in slots {
+                    let reply = match self.sink.take(slot) {
+                        Ok(r) if r.as_ref() == b"OK\r\n" => continue,
+                        Ok(r) => r,
+                        Err(e) => Bytes::from(format!("SERVER_ERROR {e}\r\n")),
+                    };
+                    failure.get_or_insert(reply);
+                }
+                out.put_slice(failure.as_deref().unwrap_or(b"OK\r\n"));
+            }
+        }
+    }
+
+    /// Merges fragment replies: for each requested key, in order, the next `VALUE` block of its
+    /// server's reply if that block is for this key, else a miss. A failed server's keys are
+    /// misses (counted as lost), so the other servers' hits still reach the client.
+    fn emit_multi(&mut self, m: MultiGet, out: &mut BytesMut) {
+        let stats = &self.pool.table.stats;
+        let replies: Vec<Outcome> = m.slots.iter().map(|&s| self.sink.take(s)).collect();
+        let mut cursors: Vec<usize> = vec![0; replies.len()];
+        for (key, frag) in &m.keys {
+            let key = &m.frame[key.clone()];
+            let f = *frag as usize;
+            let Ok(reply) = &replies[f] else {
+                stats.get_lost.inc();
+                stats.get_misses.inc();
+                continue;
+            };
+            let block = mc::value_blocks(&reply[cursors[f]..]).next();
+            match block {
+                Some(b) if b.key == key => {
+                    let start = cursors[f] + b.block.start;
+                    let end = cursors[f] + b.block.end;
+                    out.put_slice(&reply[start..end]);
+                    cursors[f] = end;
+                    stats.get_hits.inc();
+                }
+                _ => stats.get_misses.inc(),
+            }
+        }
+        out.put_slice(b"END\r\n");
+    }
+
+    fn entry_done(&self, entry: &Entry) -> bool {
+        match entry {
+            Entry::Ready(_) => true,
+            Entry::Single { slot, .. } => self.sink.is_done(*slot),
+            Entry::Multi(m) => m.slots.iter().all(|&s| self.sink.is_done(s)),
+            Entry::All { slots } => slots.iter().all(|&s| self.sink.is_done(s)),
+        }
+    }
+}
+
+fn put_error(out: &mut BytesMut, err: &BackendError, stats: &crate::stats::PoolStats) {
+    stats.forward_error.inc();
+    out.put_slice(b"SERVER_ERROR ");
+    out.put_slice(err.to_string().as_bytes());
+    out.put_slice(b"\r\n");
+}
+
+impl Handler for McSession {
+    fn handle_input(&mut self, input: &mut BytesMut, max_in_flight: usize) -> Flow {
+        loop {
+            if self.swallow > 0 {
+                let n = self.swallow.min(input.len() as u64);
+                input.advance(n as usize);
+                self.swallow -= n;
+                if self.swallow > 0 {
+                    return Flow::Continue;
+                }
+            }
+            if input.is_empty() || self.entries.len() >= max_in_flight {
+                return Flow::Continue;
+            }
+            match mc::parse(input, &self.pool.table.limits) {
+                Parsed::Incomplete => return Flow::Continue,
+                Parsed::Request(req, consumed) => {
+                    let frame = input.split_to(consumed).freeze();
+                    if self.dispatch(req, frame) == Flow::Close {
+                        return Flow::Close;
+                    }
+                }
+                Parsed::Reject(reject) => {
+                    self.pool.table.stats.client_protocol_errors.inc();
+                    input.advance(reject.consumed.min(input.len()));
+                    if !reject.reply.is_empty() {
+                        self.entries.push_back(Entry::Ready(reject.reply));
+                    }
+                    match reject.after {
+                        After::Continue => {}
+                        After::Swallow(n) => self.swallow = n,
+                        After::Close => return Flow::Close,
+                    }
+                }
+            }
+        }
+    }
+
+    fn drain_replies(&mut self, out: &mut BytesMut, limit: usize) {
+        while let Some(entry) = self.entries.front() {
+            if out.len() >= limit || !self.entry_done(entry) {
+                return;
+            }
+            let entry = self.entries.pop_front().expect("front exists");
+            self.emit(entry, out);
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn fail(&mut self, reply: &'static [u8]) {
+        self.ready(reply);
+    }
+
+    fn mid_request(&self, input: &BytesMut) -> bool {
+        self.swallow > 0 || !input.is_empty()
+    }
+}

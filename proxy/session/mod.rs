@@ -1,0 +1,165 @@
+//! Client sessions: one task per client connection, on the worker that accepted it.
+//!
+//! The driver here is protocol-neutral. Each turn it parses *every* complete request in the
+//! read buffer and dispatches them as a batch (backends are kicked once per batch, not once per
+//! request), moves every reply that is ready, in request order, into the write buffer, and
+//! writes it with one call. A [`Handler`] supplies the protocol.
+//!
+//! Memory is bounded per client: reading stops while too many requests are in flight or too
+//! many reply bytes wait for a client that does not read (the kernel then pushes back on the
+//! client), and a request that stays incomplete too long closes the connection, which stops
+//! slowloris clients that hold a value half-sent.
+
+pub mod memcache;
+mod mc_stats;
+
+use std::io;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::time::{sleep_until, Instant};
+use tracing::debug;
+
+use crate::backend::ReplySink;
+use crate::net::Stream;
+use crate::server::WorkerPool;
+
+/// Requests (a multi-get counts once) a client may have in flight before the proxy stops
+/// reading from it.
+const MAX_IN_FLIGHT: usize = 1024;
+/// Reply bytes waiting for a slow reader before the proxy stops reading from it.
+const MAX_UNSENT: usize = 4 * 1024 * 1024;
+/// First read buffer; it grows to fit a large value and is released when the client is idle,
+/// so that idle connections hold no buffer at all.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// What the driver does after the handler consumed input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// Stop reading; close once the replies already owed are written.
+    Close,
+}
+
+/// The protocol side of a session.
+pub trait Handler {
+    /// Parses and dispatches every complete request at the front of `input`, consuming it.
+    /// Must stop early (leaving input) once `in_flight()` reaches `max_in_flight`.
+    fn handle_input(&mut self, input: &mut BytesMut, max_in_flight: usize) -> Flow;
+    /// Appends, in request order, the replies that are ready, stopping once `out` holds
+    /// `limit` bytes (the rest stay queued until the client reads).
+    fn drain_replies(&mut self, out: &mut BytesMut, limit: usize);
+    /// Requests dispatched whose replies are not yet drained.
+    fn in_flight(&self) -> usize;
+    /// Queues a final error reply (after the replies already owed) before the driver closes.
+    fn fail(&mut self, reply: &'static [u8]);
+    /// Whether the handler is partway through a request (more bytes are owed by the client).
+    fn mid_request(&self, input: &BytesMut) -> bool {
+        !input.is_empty()
+    }
+}
+
+/// Serves one client connection until it closes.
+pub async fn serve(stream: Stream, pool: Rc<WorkerPool>) {
+    let stats = pool.table.stats.clone();
+    let body_timeout = pool.table.config.client_timeout;
+    let sink = Rc::new(ReplySink::default());
+    let handler = memcache::McSession::new(pool, sink.clone());
+    if let Err(e) = drive(&stream, handler, &sink, body_timeout, &stats).await {
+        debug!(error = %e, "client connection error");
+        stats.client_err.inc();
+    }
+    stats.client_connections.dec();
+}
+
+async fn drive<H: Handler>(
+    stream: &Stream,
+    mut h: H,
+    sink: &ReplySink,
+    body_timeout: Duration,
+    stats: &crate::stats::PoolStats,
+) -> io::Result<()> {
+    let mut rbuf = BytesMut::new();
+    let mut wbuf = BytesMut::new();
+    let mut closing = false;
+    let mut eof = false;
+    let mut incomplete_since: Option<Instant> = None;
+    loop {
+        if !closing && !rbuf.is_empty() && h.in_flight() < MAX_IN_FLIGHT && wbuf.len() < MAX_UNSENT {
+            closing = h.handle_input(&mut rbuf, MAX_IN_FLIGHT) == Flow::Close;
+        }
+        // At end of stream, answer every complete request first; what remains is a fragment.
+        if eof && h.in_flight() < MAX_IN_FLIGHT {
+            closing = true;
+        }
+        h.drain_replies(&mut wbuf, MAX_UNSENT);
+        while !wbuf.is_empty() {
+            match stream.try_write(&wbuf) {
+                Ok(n) => {
+                    stats.bytes_written.add(n as u64);
+                    wbuf.advance(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        if closing && h.in_flight() == 0 && wbuf.is_empty() {
+            return Ok(());
+        }
+        if rbuf.is_empty() && rbuf.capacity() > 0 && h.in_flight() == 0 {
+            rbuf = BytesMut::new();
+        }
+        if wbuf.is_empty() && wbuf.capacity() > 0 {
+            wbuf = BytesMut::new();
+        }
+        // Slowloris guard: a request may not stay incomplete longer than the body timeout.
+        let throttled = h.in_flight() >= MAX_IN_FLIGHT || wbuf.len() >= MAX_UNSENT;
+        incomplete_since = match (closing || throttled, h.mid_request(&rbuf), incomplete_since) {
+            (false, true, None) => Some(Instant::now()),
+            (false, true, since) => since,
+            _ => None,
+        };
+        let want_read = !closing && !eof && !throttled;
+        let want_write = !wbuf.is_empty();
+        let deadline = incomplete_since.map(|t| t + body_timeout);
+        tokio::select! {
+            biased;
+            ready = stream.ready(want_read, want_write), if want_read || want_write => {
+                let ready = ready?;
+                if want_read && (ready.is_readable() || ready.is_read_closed()) {
+                    eof = read(stream, &mut rbuf, stats)?;
+                    if eof {
+                        stats.client_eof.inc();
+                    }
+                }
+            }
+            _ = sink.changed(), if h.in_flight() > 0 => {}
+            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                h.fail(b"CLIENT_ERROR timed out waiting for the rest of the request\r\n");
+                rbuf.clear();
+                closing = true;
+            }
+        }
+    }
+}
+
+/// Reads what the socket has; returns true at end of stream.
+fn read(stream: &Stream, rbuf: &mut BytesMut, stats: &crate::stats::PoolStats) -> io::Result<bool> {
+    loop {
+        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+            rbuf.reserve(READ_CHUNK);
+        }
+        match stream.try_read_buf(rbuf) {
+            Ok(0) => return Ok(true),
+            Ok(n) => {
+                stats.bytes_read.add(n as u64);
+                if rbuf.len() >= 4 * READ_CHUNK {
+                    return Ok(false);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Hostile and malformed input on a memcached pool: each class gets its exact reply, nothing
+//! unvalidated reaches a backend, the connection stays usable wherever framing is intact, and
+//! the proxy's memory stays bounded.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{memcache_pool_yaml, Memcached, Proxy, RawClient};
+
+struct Fixture {
+    servers: Vec<Memcached>,
+    proxy: Proxy,
+    port: u16,
+}
+
+fn fixture(extra: &str) -> Fixture {
+    let servers: Vec<Memcached> = (0..3).map(|_| Memcached::start()).collect();
+    let port = common::free_port();
+    let list: Vec<(u16, u32, Option<&str>)> = servers.iter().map(|s| (s.port, 1, None)).collect();
+    let proxy = Proxy::start(&memcache_pool_yaml("mc", port, &list, extra));
+    Fixture { servers, proxy, port }
+}
+
+impl Fixture {
+    fn client(&self) -> RawClient {
+        RawClient::connect_port(self.port)
+    }
+
+    /// Commands the backends have processed, summed: proves a refused request never left.
+    fn backend_commands(&self) -> u64 {
+        self.servers.iter().map(|s| s.stat("cmd_get") + s.stat("cmd_set") + s.stat("cmd_touch")).sum()
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.proxy.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}
+
+/// The connection still serves a valid command.
+fn still_works(c: &mut RawClient) {
+    c.expect(b"set ok 0 0 2\r\nok\r\n", b"STORED\r\n");
+    c.expect(b"get ok\r\n", b"VALUE ok 0 2\r\nok\r\nEND\r\n");
+}
+
+#[test]
+fn each_class_of_bad_request_gets_its_reply_and_the_connection_survives() {
+    let f = fixture("");
+    let mut c = f.client();
+    let before = f.backend_commands();
+    let cases: &[(&[u8], &[u8])] = &[
+        (b"bogus command\r\n", b"ERROR\r\n"),
+        (b"GET k\r\n", b"ERROR\r\n"),
+        (b"\r\n", b"ERROR\r\n"),
+        (b"get\r\n", b"ERROR\r\n"),
+        (b"incr k abc\r\n", b"CLIENT_ERROR invalid numeric delta argument\r\n"),
+        (b"touch k soon\r\n", b"CLIENT_ERROR invalid exptime argument\r\n"),
+        (b"set k abc 0 1\r\n", b"CLIENT_ERROR bad command line format\r\n"),
+        // A length memcached would wrap to 2: refused, and "ab" is then read as a command.
+        (b"set k 0 0 4294967298\r\nab\r\n", b"CLIENT_ERROR bad command line format\r\nERROR\r\n"),
+        (b"set k 0 0 -1\r\n", b"CLIENT_ERROR bad command line format\r\n"),
+        (b"get a\0b\r\n", b"CLIENT_ERROR key contains a control character\r\n"),
+        (b"set a\x01b 0 0 2\r\nxx\r\n", b"CLIENT_ERROR key contains a control character\r\n"),
+        (b"delete k 10\r\n", b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"),
+        (b"mg k v\r\n", b"CLIENT_ERROR command 'mg' is not supported by shardproxy\r\n"),
+        (b"stats slabs\r\n", b"CLIENT_ERROR only plain 'stats' is supported by shardproxy\r\n"),
+    ];
+    for (request, reply) in cases {
+        c.expect(request, reply);
+        still_works(&mut c);
+    }
+    let long_key = "k".repeat(251);
+    c.expect(format!("get {long_key}\r\n").as_bytes(), b"CLIENT_ERROR bad command line format\r\n");
+    // On a set the declared value is skipped, so the client stays in step.
+    c.expect(format!("set {long_key} 0 0 3\r\nabc\r\n").as_bytes(), b"CLIENT_ERROR bad command line format\r\n");
+    still_works(&mut c);
+    // Over the item size limit: refused by the proxy and skipped, as memcached does.
+    let mut big = b"set big 0 0 1048577\r\n".to_vec();
+    big.extend(std::iter::repeat_n(b'v', 1048577));
+    big.extend_from_slice(b"\r\n");
+    c.expect(&big, b"SERVER_ERROR object too large for cache\r\n");
+    still_works(&mut c);
+    // Nothing refused reached a backend: only the still_works traffic did (one set and one get
+    // per check).
+    let checks = cases.len() as u64 + 2;
+    assert_eq!(f.backend_commands() - before, 2 * checks);
+    for s in &f.servers {
+        assert_eq!(s.get_direct("k"), None);
+        assert_eq!(s.get_direct("big"), None);
+    }
+}
+
+#[test]
+fn data_block_mismatches_match_memcached_itself() {
+    let f = fixture("");
+    let direct = Memcached::start();
+    let inputs: &[&[u8]] = &[
+        b"set k 0 0 3\r\nabcde\r\nget k\r\n",
+        b"set k 0 0 5\r\nabc\r\nget k\r\n",
+        b"set k 0 0 2\r\nab\nget k\r\n",
+    ];
+    for input in inputs {
+        let mut via_proxy = f.client();
+        via_proxy.send(input);
+        via_proxy.send(b"verbosity 0\r\n");
+        let got = via_proxy.read_until(b"OK\r\n");
+        let mut to_memcached = RawClient::connect(&direct.addr());
+        to_memcached.send(input);
+        to_memcached.send(b"verbosity 0\r\n");
+        let want = to_memcached.read_until(b"OK\r\n");
+        assert_eq!(common::show(&got), common::show(&want), "input {}", common::show(input));
+        assert!(got.starts_with(b"CLIENT_ERROR bad data chunk\r\n"));
+        direct.flush();
+        for s in &f.servers {
+            s.flush();
+        }
+    }
+}
+
+#[test]
+fn framing_loss_closes_the_connection() {
+    let f = fixture("");
+    // Binary protocol magic.
+    let mut c = f.client();
+    c.send(b"\x80\x00\x00\x05junkjunk");
+    assert!(c.is_closed());
+    // A line of 1 MiB without a newline: an error, then the connection closes.
+    let mut c = f.client();
+    let line = vec![b'x'; 1024 * 1024];
+    let _ = c.try_send(&line);
+    assert_eq!(c.read_line(), b"CLIENT_ERROR line too long\r\n");
+    assert!(c.is_closed());
+    // The same for a get line (memcached itself buffers these without limit).
+    let mut c = f.client();
+    let mut get = b"get ".to_vec();
+    get.extend(std::iter::repeat_n(b'k', 1024 * 1024));
+    let _ = c.try_send(&get);
+    assert_eq!(c.read_line(), b"CLIENT_ERROR line too long\r\n");
+    assert!(c.is_closed());
+    // Random binary junk: answered with errors or closed, never a crash.
+    let mut c = f.client();
+    let junk: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let _ = c.try_send(&junk);
+    drop(c);
+    still_works(&mut f.client());
+}
+
+#[test]
+fn a_client_stalled_mid_value_is_closed_after_the_body_timeout() {
+    let f = fixture("client_timeout: 300");
+    let mut c = f.client();
+    c.send(b"set k 0 0 10\r\nabc");
+    assert_eq!(c.read_line(), b"CLIENT_ERROR timed out waiting for the rest of the request\r\n");
+    assert!(c.is_closed());
+    still_works(&mut f.client());
+}
+
+#[test]
+fn memory_stays_bounded_under_endless_lines_and_unread_pipelines() {
+    let f = fixture("");
+    let value = vec![b'v'; 10_000];
+    let mut set = b"set hot 0 0 10000\r\n".to_vec();
+    set.extend_from_slice(&value);
+    set.extend_from_slice(b"\r\n");
+    f.client().expect(&set, b"STORED\r\n");
+    let rss_before = f.rss_kib();
+    // Pipeline up to 10 million gets (100 GB of replies) without reading any of them; far more
+    // than the kernel's socket buffers hold, so the sender must block once the proxy stops
+    // reading.
+    let mut c = f.client();
+    c.set_timeout(Duration::from_millis(200));
+    let chunk = b"get hot\r\n".repeat(1000);
+    let mut sent = 0;
+    let start = std::time::Instant::now();
+    while sent < 10_000 && start.elapsed() < Duration::from_secs(10) {
+        if c.try_send(&chunk).is_err() {
+            break; // the proxy stopped reading: back-pressure reached the client
+        }
+        sent += 1;
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let grown = f.rss_kib().saturating_sub(rss_before);
+    eprintln!("sent {sent} chunks, proxy RSS grew by {grown} KiB");
+    assert!(sent < 10_000, "the proxy kept reading while replies piled up");
+    assert!(grown < 64 * 1024, "proxy RSS grew by {grown} KiB");
+    drop(c);
+    still_works(&mut f.client());
+}

@@ -1,0 +1,124 @@
+//! Backend failures on a memcached pool: a dead, frozen or restarted server affects only the
+//! keys routed to it, with explicit errors, and multi-gets keep the other servers' hits.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{memcache_pool_yaml, Memcached, Proxy, RawClient};
+
+struct Fixture {
+    servers: Vec<Memcached>,
+    _proxy: Proxy,
+    port: u16,
+}
+
+fn fixture(extra: &str) -> Fixture {
+    let servers: Vec<Memcached> = (0..3).map(|_| Memcached::start()).collect();
+    let port = common::free_port();
+    let list: Vec<(u16, u32, Option<&str>)> = servers.iter().map(|s| (s.port, 1, None)).collect();
+    let proxy = Proxy::start(&memcache_pool_yaml("mc", port, &list, &format!("hash: md5\n{extra}")));
+    Fixture { servers, _proxy: proxy, port }
+}
+
+impl Fixture {
+    /// Stores `n` keys through the proxy; returns, per key, the server that holds it.
+    fn seed(&self, n: usize) -> Vec<(String, usize)> {
+        let mut c = RawClient::connect_port(self.port);
+        (0..n)
+            .map(|i| {
+                let key = format!("key:{i}");
+                c.expect(format!("set {key} 0 0 {}\r\n{key}\r\n", key.len()).as_bytes(), b"STORED\r\n");
+                let holder = (0..3).find(|&s| self.servers[s].get_direct(&key).is_some()).expect("stored");
+                (key, holder)
+            })
+            .collect()
+    }
+}
+
+fn hit(key: &str) -> Vec<u8> {
+    format!("VALUE {key} 0 {}\r\n{key}\r\nEND\r\n", key.len()).into_bytes()
+}
+
+#[test]
+fn a_dead_server_fails_only_its_own_keys() {
+    let mut f = fixture("timeout: 1000");
+    let keys = f.seed(60);
+    f.servers[1].kill();
+    let mut c = RawClient::connect_port(f.port);
+    for (key, holder) in &keys {
+        c.send(format!("get {key}\r\n").as_bytes());
+        if *holder == 1 {
+            let line = c.read_line();
+            assert!(line.starts_with(b"SERVER_ERROR "), "{key}: {}", common::show(&line));
+        } else {
+            assert_eq!(c.read_exact_bytes(hit(key).len()), hit(key), "{key}");
+        }
+    }
+    // A multi-get across all servers returns the live servers' hits, in order, and treats
+    // the dead server's keys as misses; the connection stays open.
+    let all: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
+    let mut want = Vec::new();
+    for (key, holder) in &keys {
+        if *holder != 1 {
+            want.extend_from_slice(format!("VALUE {key} 0 {}\r\n{key}\r\n", key.len()).as_bytes());
+        }
+    }
+    want.extend_from_slice(b"END\r\n");
+    c.expect(format!("get {}\r\n", all.join(" ")).as_bytes(), &want);
+    c.send(b"stats\r\n");
+    let stats = String::from_utf8(c.read_until(b"END\r\n")).unwrap();
+    let lost = keys.iter().filter(|(_, h)| *h == 1).count();
+    assert!(stats.contains(&format!("STAT proxy_get_lost {lost}\r\n")), "{stats}");
+}
+
+#[test]
+fn a_frozen_server_times_out_its_keys_only_and_recovers() {
+    let f = fixture("timeout: 300");
+    let keys = f.seed(30);
+    f.servers[0].pause();
+    let mut c = RawClient::connect_port(f.port);
+    for (key, holder) in &keys {
+        let start = Instant::now();
+        c.send(format!("get {key}\r\n").as_bytes());
+        if *holder == 0 {
+            assert_eq!(c.read_line(), b"SERVER_ERROR Connection timed out\r\n", "{key}");
+            let waited = start.elapsed();
+            assert!(waited >= Duration::from_millis(250) && waited < Duration::from_secs(2), "{waited:?}");
+        } else {
+            assert_eq!(c.read_exact_bytes(hit(key).len()), hit(key), "{key}");
+            assert!(start.elapsed() < Duration::from_millis(250));
+        }
+    }
+    f.servers[0].resume();
+    // Late replies to the timed-out requests are dropped, never handed to later requests.
+    assert!(common::wait_until(Duration::from_secs(5), || {
+        let (key, _) = keys.iter().find(|(_, h)| *h == 0).unwrap();
+        c.send(format!("get {key}\r\n").as_bytes());
+        let line = c.read_line();
+        if line.starts_with(b"SERVER_ERROR") {
+            return false;
+        }
+        let mut reply = line;
+        reply.extend(c.read_until(b"END\r\n"));
+        assert_eq!(reply, hit(key));
+        true
+    }));
+    for (key, _) in &keys {
+        c.expect(format!("get {key}\r\n").as_bytes(), &hit(key));
+    }
+}
+
+#[test]
+fn a_restarted_server_is_reconnected() {
+    let mut f = fixture("timeout: 1000");
+    let keys = f.seed(30);
+    let (key, holder) = keys.iter().find(|(_, h)| *h == 2).unwrap().clone();
+    f.servers[holder].restart();
+    let mut c = RawClient::connect_port(f.port);
+    assert!(common::wait_until(Duration::from_secs(5), || {
+        c.send(format!("set {key} 0 0 1\r\nz\r\n").as_bytes());
+        c.read_line() == b"STORED\r\n"
+    }));
+    c.expect(format!("get {key}\r\n").as_bytes(), format!("VALUE {key} 0 1\r\nz\r\nEND\r\n").as_bytes());
+}
