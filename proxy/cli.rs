@@ -11,7 +11,12 @@ use clap::Parser;
 #[command(name = "shardproxy", disable_version_flag = true, max_term_width = 100)]
 pub struct Cli {
     /// Configuration file (nutcracker.yml format).
-    #[arg(short = 'c', long = "conf-file", value_name = "FILE", default_value = "conf/nutcracker.yml")]
+    #[arg(
+        short = 'c',
+        long = "conf-file",
+        value_name = "FILE",
+        default_value = "conf/nutcracker.yml"
+    )]
     pub conf_file: PathBuf,
 
     /// Check the configuration file, print every problem with its pool and key, and exit
@@ -30,16 +35,31 @@ pub struct Cli {
     pub output: Option<PathBuf>,
 
     /// Port of the nutcracker-compatible stats server (JSON); 0 disables it.
-    #[arg(short = 's', long = "stats-port", value_name = "PORT", default_value_t = 22222)]
+    #[arg(
+        short = 's',
+        long = "stats-port",
+        value_name = "PORT",
+        default_value_t = 22222
+    )]
     pub stats_port: u16,
 
     /// Address of the stats server.
-    #[arg(short = 'a', long = "stats-addr", value_name = "ADDR", default_value = "0.0.0.0")]
+    #[arg(
+        short = 'a',
+        long = "stats-addr",
+        value_name = "ADDR",
+        default_value = "0.0.0.0"
+    )]
     pub stats_addr: String,
 
     /// Stats aggregation interval in milliseconds (accepted for compatibility: shardproxy's
     /// counters are always live).
-    #[arg(short = 'i', long = "stats-interval", value_name = "MS", default_value_t = 30000)]
+    #[arg(
+        short = 'i',
+        long = "stats-interval",
+        value_name = "MS",
+        default_value_t = 30000
+    )]
     pub stats_interval: u64,
 
     /// Write the process id to this file (removed on exit).
@@ -81,16 +101,20 @@ fn parse_metrics_addr(s: &str) -> Result<MetricsAddr, String> {
     if s == "off" {
         return Ok(MetricsAddr::Off);
     }
-    s.parse().map(MetricsAddr::Addr).map_err(|e| format!("expected HOST:PORT or off: {e}"))
+    s.parse()
+        .map(MetricsAddr::Addr)
+        .map_err(|e| format!("expected HOST:PORT or off: {e}"))
 }
 
 impl Cli {
     /// Worker threads to start: the flag, else the CPUs in this process's affinity mask (so
     /// `taskset -c 1 shardproxy` runs one worker, not one per machine CPU).
     pub fn worker_threads(&self) -> usize {
-        self.threads
-            .map(usize::from)
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        self.threads.map(usize::from).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
     }
 
     /// The tracing filter directive for `-v`.

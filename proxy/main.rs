@@ -48,8 +48,11 @@ fn test_conf(cli: &Cli) -> ExitCode {
 }
 
 fn init_logging(cli: &Cli) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(cli.log_filter()));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(cli.log_filter()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     match &cli.output {
         Some(path) => {
             let file = OpenOptions::new()
@@ -57,7 +60,10 @@ fn init_logging(cli: &Cli) -> anyhow::Result<()> {
                 .append(true)
                 .open(path)
                 .with_context(|| format!("cannot open log file {}", path.display()))?;
-            builder.with_ansi(false).with_writer(Mutex::new(file)).init();
+            builder
+                .with_ansi(false)
+                .with_writer(Mutex::new(file))
+                .init();
         }
         None => builder.with_writer(std::io::stderr).init(),
     }
@@ -67,7 +73,10 @@ fn init_logging(cli: &Cli) -> anyhow::Result<()> {
 fn run(cli: Cli) -> anyhow::Result<()> {
     init_logging(&cli)?;
     let config = config::load(&cli.conf_file).map_err(|errors| {
-        anyhow::anyhow!("configuration file '{}' is invalid:\n{errors}", cli.conf_file.display())
+        anyhow::anyhow!(
+            "configuration file '{}' is invalid:\n{errors}",
+            cli.conf_file.display()
+        )
     })?;
     if let Some(pid_file) = &cli.pid_file {
         std::fs::write(pid_file, format!("{}\n", std::process::id()))

@@ -64,14 +64,16 @@ impl Stream {
     pub async fn connect(addr: &ServerAddr) -> io::Result<Stream> {
         match addr {
             ServerAddr::Tcp { host, port } => {
-                let stream = TcpStream::connect((host.as_str(), *port)).await.map_err(|e| {
-                    if e.kind() == io::ErrorKind::Other || e.raw_os_error().is_none() {
-                        // getaddrinfo failures: report them the way twemproxy does.
-                        io::Error::new(io::ErrorKind::HostUnreachable, "Host is down")
-                    } else {
-                        e
-                    }
-                })?;
+                let stream = TcpStream::connect((host.as_str(), *port))
+                    .await
+                    .map_err(|e| {
+                        if e.kind() == io::ErrorKind::Other || e.raw_os_error().is_none() {
+                            // getaddrinfo failures: report them the way twemproxy does.
+                            io::Error::new(io::ErrorKind::HostUnreachable, "Host is down")
+                        } else {
+                            e
+                        }
+                    })?;
                 stream.set_nodelay(true)?;
                 Ok(Stream::Tcp(stream))
             }
@@ -118,8 +120,11 @@ impl Listener {
                 let sa: SocketAddr = tokio::net::lookup_host((host.as_str(), *port))
                     .await?
                     .next()
-                    .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "address resolved to nothing"))?;
-                let socket = Socket::new(Domain::for_address(sa), Type::STREAM, Some(Protocol::TCP))?;
+                    .ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::NotFound, "address resolved to nothing")
+                    })?;
+                let socket =
+                    Socket::new(Domain::for_address(sa), Type::STREAM, Some(Protocol::TCP))?;
                 socket.set_reuse_address(true)?;
                 if opts.reuseport {
                     socket.set_reuse_port(true)?;
@@ -179,7 +184,10 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::FileTypeExt;
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path),
-        Ok(_) => Err(io::Error::new(io::ErrorKind::AlreadyExists, "listen path exists and is not a socket")),
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "listen path exists and is not a socket",
+        )),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
     }

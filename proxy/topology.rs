@@ -24,12 +24,26 @@ impl PoolTable {
         let nodes: Vec<RingNode<'_>> = config
             .servers
             .iter()
-            .map(|s| RingNode { name: s.name.as_bytes(), weight: s.weight, live: true })
+            .map(|s| RingNode {
+                name: s.name.as_bytes(),
+                weight: s.weight,
+                live: true,
+            })
             .collect();
         let router = KeyRouter::new(config.hash, config.hash_tag, config.distribution, &nodes);
-        let server_stats = config.servers.iter().map(|_| Arc::new(ServerStats::default())).collect();
+        let server_stats = config
+            .servers
+            .iter()
+            .map(|_| Arc::new(ServerStats::default()))
+            .collect();
         let limits = Limits::with_item_size_max(config.item_size_max);
-        PoolTable { router, stats: Arc::new(PoolStats::default()), server_stats, limits, config }
+        PoolTable {
+            router,
+            stats: Arc::new(PoolStats::default()),
+            server_stats,
+            limits,
+            config,
+        }
     }
 
     /// Connect timeout: the request timeout when one is set (a connect is part of a request's
@@ -50,7 +64,12 @@ impl RouteTable {
     pub fn build(config: &Config, generation: u64) -> RouteTable {
         RouteTable {
             generation,
-            pools: config.pools.iter().cloned().map(|p| Arc::new(PoolTable::build(p))).collect(),
+            pools: config
+                .pools
+                .iter()
+                .cloned()
+                .map(|p| Arc::new(PoolTable::build(p)))
+                .collect(),
             started: Instant::now(),
         }
     }

@@ -26,7 +26,11 @@ fn pool_with(extra: &str) -> Pool {
     let port = common::free_port();
     let list: Vec<(u16, u32, Option<&str>)> = servers.iter().map(|s| (s.port, 1, None)).collect();
     let proxy = Proxy::start(&memcache_pool_yaml("mc", port, &list, extra));
-    Pool { servers, _proxy: proxy, port }
+    Pool {
+        servers,
+        _proxy: proxy,
+        port,
+    }
 }
 
 impl Pool {
@@ -36,8 +40,9 @@ impl Pool {
 
     /// Index of the one server holding `key` (panics if none or several do).
     fn holder(&self, key: &str) -> usize {
-        let found: Vec<usize> =
-            (0..self.servers.len()).filter(|&i| self.servers[i].get_direct(key).is_some()).collect();
+        let found: Vec<usize> = (0..self.servers.len())
+            .filter(|&i| self.servers[i].get_direct(key).is_some())
+            .collect();
         assert_eq!(found.len(), 1, "{key} held by {found:?}");
         found[0]
     }
@@ -75,10 +80,19 @@ fn placement(name: &str) -> Vec<(String, String)> {
 fn check_placement(csv: &str, servers_yaml: &[(u32, &str)], hash: &str) {
     let servers: Vec<Memcached> = servers_yaml.iter().map(|_| Memcached::start()).collect();
     let port = common::free_port();
-    let list: Vec<(u16, u32, Option<&str>)> =
-        servers.iter().zip(servers_yaml).map(|(s, (w, name))| (s.port, *w, Some(*name))).collect();
-    let _proxy = Proxy::start(&memcache_pool_yaml("p", port, &list, &format!("hash: {hash}\ndistribution: ketama")));
-    let by_name: HashMap<&str, &Memcached> = servers_yaml.iter().map(|(_, n)| *n).zip(&servers).collect();
+    let list: Vec<(u16, u32, Option<&str>)> = servers
+        .iter()
+        .zip(servers_yaml)
+        .map(|(s, (w, name))| (s.port, *w, Some(*name)))
+        .collect();
+    let _proxy = Proxy::start(&memcache_pool_yaml(
+        "p",
+        port,
+        &list,
+        &format!("hash: {hash}\ndistribution: ketama"),
+    ));
+    let by_name: HashMap<&str, &Memcached> =
+        servers_yaml.iter().map(|(_, n)| *n).zip(&servers).collect();
     let expected = placement(csv);
     let mut c = RawClient::connect_port(port);
     for (key, _) in &expected {
@@ -90,7 +104,11 @@ fn check_placement(csv: &str, servers_yaml: &[(u32, &str)], hash: &str) {
     for (key, server) in &expected {
         for (name, backend) in &by_name {
             let held = backend.get_direct(key).is_some();
-            assert_eq!(held, name == server, "{key}: expected on {server}, found on {name}: {held}");
+            assert_eq!(
+                held,
+                name == server,
+                "{key}: expected on {server}, found on {name}: {held}"
+            );
         }
     }
 }
@@ -101,14 +119,22 @@ fn placement_matches_twemproxy_fnv1a_64() {
     // same ring whatever ports this run's servers got.
     check_placement(
         "placement_ketama_fnv1a64.csv",
-        &[(1, "127.0.0.1:30001"), (1, "127.0.0.1:30002"), (1, "127.0.0.1:30003")],
+        &[
+            (1, "127.0.0.1:30001"),
+            (1, "127.0.0.1:30002"),
+            (1, "127.0.0.1:30003"),
+        ],
         "fnv1a_64",
     );
 }
 
 #[test]
 fn placement_matches_twemproxy_md5_named_weighted() {
-    check_placement("placement_ketama_md5_named_weighted.csv", &[(1, "alpha"), (2, "beta"), (3, "gamma")], "md5");
+    check_placement(
+        "placement_ketama_md5_named_weighted.csv",
+        &[(1, "alpha"), (2, "beta"), (3, "gamma")],
+        "md5",
+    );
 }
 
 #[test]
@@ -127,13 +153,22 @@ fn every_command_round_trips() {
     let cas: u64 = line.trim_end().rsplit(' ').next().unwrap().parse().unwrap();
     assert!(line.starts_with("VALUE k 0 6 "), "{line}");
     assert_eq!(c.read_until(b"END\r\n"), b"<<hi!!\r\nEND\r\n");
-    c.expect(format!("cas k 0 0 1 {}\r\nA\r\n", cas + 1000).as_bytes(), b"EXISTS\r\n");
-    c.expect(format!("cas k 0 0 1 {cas}\r\nA\r\n").as_bytes(), b"STORED\r\n");
+    c.expect(
+        format!("cas k 0 0 1 {}\r\nA\r\n", cas + 1000).as_bytes(),
+        b"EXISTS\r\n",
+    );
+    c.expect(
+        format!("cas k 0 0 1 {cas}\r\nA\r\n").as_bytes(),
+        b"STORED\r\n",
+    );
     c.expect(b"cas nokey 0 0 1 1\r\nA\r\n", b"NOT_FOUND\r\n");
     c.expect(b"set n 0 0 2\r\n10\r\n", b"STORED\r\n");
     c.expect(b"incr n 5\r\n", b"15\r\n");
     c.expect(b"decr n 20\r\n", b"0\r\n");
-    c.expect(b"incr k 1\r\n", b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
+    c.expect(
+        b"incr k 1\r\n",
+        b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n",
+    );
     c.expect(b"incr nokey 1\r\n", b"NOT_FOUND\r\n");
     c.expect(b"touch n 100\r\n", b"TOUCHED\r\n");
     c.expect(b"touch nokey 100\r\n", b"NOT_FOUND\r\n");
@@ -149,7 +184,10 @@ fn every_command_round_trips() {
     assert!(c.read_line().starts_with(b"VERSION 1."));
     c.send(b"stats\r\n");
     let stats = String::from_utf8(c.read_until(b"END\r\n")).unwrap();
-    assert!(stats.contains("STAT cmd_get ") && stats.contains("STAT curr_connections 1\r\n"), "{stats}");
+    assert!(
+        stats.contains("STAT cmd_get ") && stats.contains("STAT curr_connections 1\r\n"),
+        "{stats}"
+    );
     c.send(b"quit\r\n");
     assert!(c.is_closed());
 }
@@ -170,11 +208,17 @@ fn multi_get_splits_per_server_and_merges_in_request_order() {
     let keys: Vec<String> = (0..3).map(|i| p.key_on(i, &format!("s{i}-"))).collect();
     let mut c = p.client();
     for (i, k) in keys.iter().enumerate() {
-        c.expect(format!("set {k} {i} 0 1\r\n{i}\r\n").as_bytes(), b"STORED\r\n");
+        c.expect(
+            format!("set {k} {i} 0 1\r\n{i}\r\n").as_bytes(),
+            b"STORED\r\n",
+        );
     }
     // A miss before a hit on the same server: twemproxy reorders this; we must not.
     let miss_on_2 = p.key_on(2, "miss-");
-    let req = format!("get {} {} {miss_on_2} {} {}\r\n", keys[2], keys[0], keys[1], keys[2]);
+    let req = format!(
+        "get {} {} {miss_on_2} {} {}\r\n",
+        keys[2], keys[0], keys[1], keys[2]
+    );
     let want = format!(
         "VALUE {k2} 2 1\r\n2\r\nVALUE {k0} 0 1\r\n0\r\nVALUE {k1} 1 1\r\n1\r\nVALUE {k2} 2 1\r\n2\r\nEND\r\n",
         k0 = keys[0],
@@ -190,7 +234,10 @@ fn multi_get_splits_per_server_and_merges_in_request_order() {
         k1 = keys[1],
         k2 = keys[2]
     );
-    c.expect(format!("get {} {} {}\r\n", keys[0], keys[1], keys[2]).as_bytes(), all.as_bytes());
+    c.expect(
+        format!("get {} {} {}\r\n", keys[0], keys[1], keys[2]).as_bytes(),
+        all.as_bytes(),
+    );
     let after: u64 = p.servers.iter().map(|s| s.stat("cmd_get")).sum();
     assert_eq!(after - before, 3);
 }
@@ -202,12 +249,24 @@ fn pipelined_requests_are_answered_in_order() {
     let mut batch = Vec::new();
     let mut want = Vec::new();
     for i in 0..500 {
-        batch.extend_from_slice(format!("set key{i} 0 0 {}\r\nvalue{i}\r\n", format!("value{i}").len()).as_bytes());
+        batch.extend_from_slice(
+            format!(
+                "set key{i} 0 0 {}\r\nvalue{i}\r\n",
+                format!("value{i}").len()
+            )
+            .as_bytes(),
+        );
         want.extend_from_slice(b"STORED\r\n");
     }
     for i in 0..500 {
         batch.extend_from_slice(format!("get key{i}\r\n").as_bytes());
-        want.extend_from_slice(format!("VALUE key{i} 0 {}\r\nvalue{i}\r\nEND\r\n", format!("value{i}").len()).as_bytes());
+        want.extend_from_slice(
+            format!(
+                "VALUE key{i} 0 {}\r\nvalue{i}\r\nEND\r\n",
+                format!("value{i}").len()
+            )
+            .as_bytes(),
+        );
     }
     c.expect(&batch, &want);
 }
@@ -217,7 +276,9 @@ fn large_binary_values_pass_unchanged() {
     let p = pool("");
     let mut c = p.client();
     // memcached -I 1m stores values up to 1 MiB less its item header.
-    let value: Vec<u8> = (0..1024 * 1024 - 512).map(|i| (i * 7 % 256) as u8).collect();
+    let value: Vec<u8> = (0..1024 * 1024 - 512)
+        .map(|i| (i * 7 % 256) as u8)
+        .collect();
     let mut req = format!("set big 0 0 {}\r\n", value.len()).into_bytes();
     req.extend_from_slice(&value);
     req.extend_from_slice(b"\r\n");
@@ -246,21 +307,32 @@ fn flush_all_reaches_every_server_unless_disabled() {
     let locked = pool("allow_flush_all: false");
     let mut c = locked.client();
     c.expect(b"set f 0 0 1\r\nx\r\n", b"STORED\r\n");
-    c.expect(b"flush_all\r\n", b"SERVER_ERROR flush_all is disabled for this pool\r\n");
+    c.expect(
+        b"flush_all\r\n",
+        b"SERVER_ERROR flush_all is disabled for this pool\r\n",
+    );
     c.expect(b"get f\r\n", b"VALUE f 0 1\r\nx\r\nEND\r\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn independent_client_library_works() {
     let p = tokio::task::spawn_blocking(|| pool("")).await.unwrap();
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", p.port))
+        .await
+        .unwrap();
     let mut client = memcache_async::ascii::Protocol::new(stream);
     client.add("lib:a", b"alpha", 0).await.unwrap();
     for i in 0..50 {
-        client.add(&format!("lib:{i}"), format!("v{i}").as_bytes(), 0).await.unwrap();
+        client
+            .add(&format!("lib:{i}"), format!("v{i}").as_bytes(), 0)
+            .await
+            .unwrap();
     }
     assert_eq!(client.get("lib:a").await.unwrap(), b"alpha");
-    assert!(client.add("lib:a", b"again", 0).await.is_err(), "add of an existing key is refused");
+    assert!(
+        client.add("lib:a", b"again", 0).await.is_err(),
+        "add of an existing key is refused"
+    );
     let keys: Vec<String> = (0..50).map(|i| format!("lib:{i}")).collect();
     let found = client.get_multi(&keys).await.unwrap();
     assert_eq!(found.len(), 50);
@@ -286,7 +358,10 @@ fn several_pools_and_a_unix_socket_listener() {
     );
     let _proxy = Proxy::start(&yaml);
     RawClient::connect_port(port).expect(b"set k 0 0 1\r\na\r\n", b"STORED\r\n");
-    assert!(common::wait_until(std::time::Duration::from_secs(5), || sock.exists()));
+    assert!(common::wait_until(
+        std::time::Duration::from_secs(5),
+        || sock.exists()
+    ));
     use std::io::{Read, Write};
     let mut u = std::os::unix::net::UnixStream::connect(&sock).unwrap();
     u.write_all(b"set k 0 0 1\r\nb\r\n").unwrap();
@@ -296,5 +371,8 @@ fn several_pools_and_a_unix_socket_listener() {
     assert_eq!(a.get_direct("k").unwrap(), b"a");
     assert_eq!(b.get_direct("k").unwrap(), b"b");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 }

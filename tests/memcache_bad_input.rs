@@ -19,7 +19,11 @@ fn fixture(extra: &str) -> Fixture {
     let port = common::free_port();
     let list: Vec<(u16, u32, Option<&str>)> = servers.iter().map(|s| (s.port, 1, None)).collect();
     let proxy = Proxy::start(&memcache_pool_yaml("mc", port, &list, extra));
-    Fixture { servers, proxy, port }
+    Fixture {
+        servers,
+        proxy,
+        port,
+    }
 }
 
 impl Fixture {
@@ -29,7 +33,10 @@ impl Fixture {
 
     /// Commands the backends have processed, summed: proves a refused request never left.
     fn backend_commands(&self) -> u64 {
-        self.servers.iter().map(|s| s.stat("cmd_get") + s.stat("cmd_set") + s.stat("cmd_touch")).sum()
+        self.servers
+            .iter()
+            .map(|s| s.stat("cmd_get") + s.stat("cmd_set") + s.stat("cmd_touch"))
+            .sum()
     }
 
     fn rss_kib(&self) -> u64 {
@@ -55,26 +62,62 @@ fn each_class_of_bad_request_gets_its_reply_and_the_connection_survives() {
         (b"GET k\r\n", b"ERROR\r\n"),
         (b"\r\n", b"ERROR\r\n"),
         (b"get\r\n", b"ERROR\r\n"),
-        (b"incr k abc\r\n", b"CLIENT_ERROR invalid numeric delta argument\r\n"),
-        (b"touch k soon\r\n", b"CLIENT_ERROR invalid exptime argument\r\n"),
-        (b"set k abc 0 1\r\n", b"CLIENT_ERROR bad command line format\r\n"),
+        (
+            b"incr k abc\r\n",
+            b"CLIENT_ERROR invalid numeric delta argument\r\n",
+        ),
+        (
+            b"touch k soon\r\n",
+            b"CLIENT_ERROR invalid exptime argument\r\n",
+        ),
+        (
+            b"set k abc 0 1\r\n",
+            b"CLIENT_ERROR bad command line format\r\n",
+        ),
         // A length memcached would wrap to 2: refused, and "ab" is then read as a command.
-        (b"set k 0 0 4294967298\r\nab\r\n", b"CLIENT_ERROR bad command line format\r\nERROR\r\n"),
-        (b"set k 0 0 -1\r\n", b"CLIENT_ERROR bad command line format\r\n"),
-        (b"get a\0b\r\n", b"CLIENT_ERROR key contains a control character\r\n"),
-        (b"set a\x01b 0 0 2\r\nxx\r\n", b"CLIENT_ERROR key contains a control character\r\n"),
-        (b"delete k 10\r\n", b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"),
-        (b"mg k v\r\n", b"CLIENT_ERROR command 'mg' is not supported by shardproxy\r\n"),
-        (b"stats slabs\r\n", b"CLIENT_ERROR only plain 'stats' is supported by shardproxy\r\n"),
+        (
+            b"set k 0 0 4294967298\r\nab\r\n",
+            b"CLIENT_ERROR bad command line format\r\nERROR\r\n",
+        ),
+        (
+            b"set k 0 0 -1\r\n",
+            b"CLIENT_ERROR bad command line format\r\n",
+        ),
+        (
+            b"get a\0b\r\n",
+            b"CLIENT_ERROR key contains a control character\r\n",
+        ),
+        (
+            b"set a\x01b 0 0 2\r\nxx\r\n",
+            b"CLIENT_ERROR key contains a control character\r\n",
+        ),
+        (
+            b"delete k 10\r\n",
+            b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n",
+        ),
+        (
+            b"mg k v\r\n",
+            b"CLIENT_ERROR command 'mg' is not supported by shardproxy\r\n",
+        ),
+        (
+            b"stats slabs\r\n",
+            b"CLIENT_ERROR only plain 'stats' is supported by shardproxy\r\n",
+        ),
     ];
     for (request, reply) in cases {
         c.expect(request, reply);
         still_works(&mut c);
     }
     let long_key = "k".repeat(251);
-    c.expect(format!("get {long_key}\r\n").as_bytes(), b"CLIENT_ERROR bad command line format\r\n");
+    c.expect(
+        format!("get {long_key}\r\n").as_bytes(),
+        b"CLIENT_ERROR bad command line format\r\n",
+    );
     // On a set the declared value is skipped, so the client stays in step.
-    c.expect(format!("set {long_key} 0 0 3\r\nabc\r\n").as_bytes(), b"CLIENT_ERROR bad command line format\r\n");
+    c.expect(
+        format!("set {long_key} 0 0 3\r\nabc\r\n").as_bytes(),
+        b"CLIENT_ERROR bad command line format\r\n",
+    );
     still_works(&mut c);
     // Over the item size limit: refused by the proxy and skipped, as memcached does.
     let mut big = b"set big 0 0 1048577\r\n".to_vec();
@@ -110,7 +153,12 @@ fn data_block_mismatches_match_memcached_itself() {
         to_memcached.send(input);
         to_memcached.send(b"verbosity 0\r\n");
         let want = to_memcached.read_until(b"OK\r\n");
-        assert_eq!(common::show(&got), common::show(&want), "input {}", common::show(input));
+        assert_eq!(
+            common::show(&got),
+            common::show(&want),
+            "input {}",
+            common::show(input)
+        );
         assert!(got.starts_with(b"CLIENT_ERROR bad data chunk\r\n"));
         direct.flush();
         for s in &f.servers {
@@ -141,7 +189,9 @@ fn framing_loss_closes_the_connection() {
     assert!(c.is_closed());
     // Random binary junk: answered with errors or closed, never a crash.
     let mut c = f.client();
-    let junk: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let junk: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let _ = c.try_send(&junk);
     drop(c);
     still_works(&mut f.client());
@@ -152,7 +202,10 @@ fn a_client_stalled_mid_value_is_closed_after_the_body_timeout() {
     let f = fixture("client_timeout: 300");
     let mut c = f.client();
     c.send(b"set k 0 0 10\r\nabc");
-    assert_eq!(c.read_line(), b"CLIENT_ERROR timed out waiting for the rest of the request\r\n");
+    assert_eq!(
+        c.read_line(),
+        b"CLIENT_ERROR timed out waiting for the rest of the request\r\n"
+    );
     assert!(c.is_closed());
     still_works(&mut f.client());
 }
@@ -183,7 +236,10 @@ fn memory_stays_bounded_under_endless_lines_and_unread_pipelines() {
     std::thread::sleep(Duration::from_millis(500));
     let grown = f.rss_kib().saturating_sub(rss_before);
     eprintln!("sent {sent} chunks, proxy RSS grew by {grown} KiB");
-    assert!(sent < 10_000, "the proxy kept reading while replies piled up");
+    assert!(
+        sent < 10_000,
+        "the proxy kept reading while replies piled up"
+    );
     assert!(grown < 64 * 1024, "proxy RSS grew by {grown} KiB");
     drop(c);
     still_works(&mut f.client());

@@ -17,8 +17,17 @@ fn fixture(extra: &str) -> Fixture {
     let servers: Vec<Memcached> = (0..3).map(|_| Memcached::start()).collect();
     let port = common::free_port();
     let list: Vec<(u16, u32, Option<&str>)> = servers.iter().map(|s| (s.port, 1, None)).collect();
-    let proxy = Proxy::start(&memcache_pool_yaml("mc", port, &list, &format!("hash: md5\n{extra}")));
-    Fixture { servers, _proxy: proxy, port }
+    let proxy = Proxy::start(&memcache_pool_yaml(
+        "mc",
+        port,
+        &list,
+        &format!("hash: md5\n{extra}"),
+    ));
+    Fixture {
+        servers,
+        _proxy: proxy,
+        port,
+    }
 }
 
 impl Fixture {
@@ -28,8 +37,13 @@ impl Fixture {
         (0..n)
             .map(|i| {
                 let key = format!("key:{i}");
-                c.expect(format!("set {key} 0 0 {}\r\n{key}\r\n", key.len()).as_bytes(), b"STORED\r\n");
-                let holder = (0..3).find(|&s| self.servers[s].get_direct(&key).is_some()).expect("stored");
+                c.expect(
+                    format!("set {key} 0 0 {}\r\n{key}\r\n", key.len()).as_bytes(),
+                    b"STORED\r\n",
+                );
+                let holder = (0..3)
+                    .find(|&s| self.servers[s].get_direct(&key).is_some())
+                    .expect("stored");
                 (key, holder)
             })
             .collect()
@@ -50,7 +64,11 @@ fn a_dead_server_fails_only_its_own_keys() {
         c.send(format!("get {key}\r\n").as_bytes());
         if *holder == 1 {
             let line = c.read_line();
-            assert!(line.starts_with(b"SERVER_ERROR "), "{key}: {}", common::show(&line));
+            assert!(
+                line.starts_with(b"SERVER_ERROR "),
+                "{key}: {}",
+                common::show(&line)
+            );
         } else {
             assert_eq!(c.read_exact_bytes(hit(key).len()), hit(key), "{key}");
         }
@@ -69,7 +87,10 @@ fn a_dead_server_fails_only_its_own_keys() {
     c.send(b"stats\r\n");
     let stats = String::from_utf8(c.read_until(b"END\r\n")).unwrap();
     let lost = keys.iter().filter(|(_, h)| *h == 1).count();
-    assert!(stats.contains(&format!("STAT proxy_get_lost {lost}\r\n")), "{stats}");
+    assert!(
+        stats.contains(&format!("STAT proxy_get_lost {lost}\r\n")),
+        "{stats}"
+    );
 }
 
 #[test]
@@ -82,9 +103,16 @@ fn a_frozen_server_times_out_its_keys_only_and_recovers() {
         let start = Instant::now();
         c.send(format!("get {key}\r\n").as_bytes());
         if *holder == 0 {
-            assert_eq!(c.read_line(), b"SERVER_ERROR Connection timed out\r\n", "{key}");
+            assert_eq!(
+                c.read_line(),
+                b"SERVER_ERROR Connection timed out\r\n",
+                "{key}"
+            );
             let waited = start.elapsed();
-            assert!(waited >= Duration::from_millis(250) && waited < Duration::from_secs(2), "{waited:?}");
+            assert!(
+                waited >= Duration::from_millis(250) && waited < Duration::from_secs(2),
+                "{waited:?}"
+            );
         } else {
             assert_eq!(c.read_exact_bytes(hit(key).len()), hit(key), "{key}");
             assert!(start.elapsed() < Duration::from_millis(250));
@@ -120,5 +148,8 @@ fn a_restarted_server_is_reconnected() {
         c.send(format!("set {key} 0 0 1\r\nz\r\n").as_bytes());
         c.read_line() == b"STORED\r\n"
     }));
-    c.expect(format!("get {key}\r\n").as_bytes(), format!("VALUE {key} 0 1\r\nz\r\nEND\r\n").as_bytes());
+    c.expect(
+        format!("get {key}\r\n").as_bytes(),
+        format!("VALUE {key} 0 1\r\nz\r\nEND\r\n").as_bytes(),
+    );
 }

@@ -63,7 +63,10 @@ enum Phase {
     Connecting,
     Connected,
     /// The last connect failed: requests fail fast with the same error until `until`.
-    Backoff { until: Instant, err: BackendError },
+    Backoff {
+        until: Instant,
+        err: BackendError,
+    },
 }
 
 struct State {
@@ -87,7 +90,11 @@ pub struct BackendConn {
 
 impl BackendConn {
     /// Creates the handle and its task on the current worker's `LocalSet`.
-    pub fn spawn(addr: ServerAddr, settings: ConnSettings, stats: Arc<ServerStats>) -> Rc<BackendConn> {
+    pub fn spawn(
+        addr: ServerAddr,
+        settings: ConnSettings,
+        stats: Arc<ServerStats>,
+    ) -> Rc<BackendConn> {
         let conn = Rc::new(BackendConn {
             addr,
             settings,
@@ -126,10 +133,16 @@ impl BackendConn {
         let before = st.wbuf.len();
         encode(&mut st.wbuf);
         self.stats.requests.inc();
-        self.stats.request_bytes.add((st.wbuf.len() - before) as u64);
+        self.stats
+            .request_bytes
+            .add((st.wbuf.len() - before) as u64);
         self.stats.in_flight.inc();
         let deadline = self.settings.timeout.map(|t| Instant::now() + t);
-        st.pending.push_back(Pending { target, framing, deadline });
+        st.pending.push_back(Pending {
+            target,
+            framing,
+            deadline,
+        });
         if st.pending.len() == 1 || before == 0 {
             self.wake.notify_one();
         }
@@ -160,23 +173,24 @@ impl BackendConn {
             }
             connect_now = false;
             self.state.borrow_mut().phase = Phase::Connecting;
-            let err = match timeout(self.settings.connect_timeout, Stream::connect(&self.addr)).await {
-                Ok(Ok(stream)) => {
-                    {
-                        let mut st = self.state.borrow_mut();
-                        st.phase = Phase::Connected;
-                        st.failures = 0;
+            let err =
+                match timeout(self.settings.connect_timeout, Stream::connect(&self.addr)).await {
+                    Ok(Ok(stream)) => {
+                        {
+                            let mut st = self.state.borrow_mut();
+                            st.phase = Phase::Connected;
+                            st.failures = 0;
+                        }
+                        self.stats.server_connections.inc();
+                        debug!(server = %self.settings.label, "backend connected");
+                        let err = self.serve(&stream).await;
+                        self.stats.server_connections.dec();
+                        self.state.borrow_mut().phase = Phase::Idle;
+                        err
                     }
-                    self.stats.server_connections.inc();
-                    debug!(server = %self.settings.label, "backend connected");
-                    let err = self.serve(&stream).await;
-                    self.stats.server_connections.dec();
-                    self.state.borrow_mut().phase = Phase::Idle;
-                    err
-                }
-                Ok(Err(e)) => self.connect_failed(BackendError::io(&e)),
-                Err(_) => self.connect_failed(BackendError::Timeout),
-            };
+                    Ok(Err(e)) => self.connect_failed(BackendError::io(&e)),
+                    Err(_) => self.connect_failed(BackendError::Timeout),
+                };
             self.fail_all(err);
         }
     }
@@ -187,11 +201,15 @@ impl BackendConn {
         st.failures = st.failures.saturating_add(1);
         // Exponential backoff, 25 ms doubling to 1 s, so that a dead server costs one failed
         // connect per interval instead of one per request (no SYN storm).
-        let backoff = Duration::from_millis(25u64 << st.failures.min(6).saturating_sub(1)).min(Duration::from_secs(1));
+        let backoff = Duration::from_millis(25u64 << st.failures.min(6).saturating_sub(1))
+            .min(Duration::from_secs(1));
         if st.failures == 1 {
             warn!(server = %self.settings.label, error = %err, "backend connect failed");
         }
-        st.phase = Phase::Backoff { until: Instant::now() + backoff, err: err.clone() };
+        st.phase = Phase::Backoff {
+            until: Instant::now() + backoff,
+            err: err.clone(),
+        };
         err
     }
 
@@ -312,7 +330,10 @@ impl BackendConn {
             Some(p) => p.deadline,
             None if st.expired > 0 => {
                 let timeout = self.settings.timeout?;
-                st.pending.front().and_then(|p| p.deadline).map(|d| d + timeout)
+                st.pending
+                    .front()
+                    .and_then(|p| p.deadline)
+                    .map(|d| d + timeout)
             }
             None => None,
         }
@@ -334,7 +355,10 @@ impl BackendConn {
             self.stats.server_timedout.inc();
             target.deliver(Err(BackendError::Timeout));
         }
-        let stuck = match (st.pending.front().and_then(|p| p.deadline), self.settings.timeout) {
+        let stuck = match (
+            st.pending.front().and_then(|p| p.deadline),
+            self.settings.timeout,
+        ) {
             (Some(d), Some(t)) if st.expired > 0 => d + t <= now,
             _ => false,
         };

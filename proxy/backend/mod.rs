@@ -55,9 +55,8 @@ impl Framing {
     /// Length of the complete reply at the start of `buf`, if there is one.
     pub fn frame(self, buf: &[u8], max_value: usize) -> Result<Option<usize>, BackendError> {
         match self {
-            Framing::Memcache(expect) => {
-                memcache::frame_reply(buf, expect, max_value).map_err(|e| BackendError::Protocol(e.0))
-            }
+            Framing::Memcache(expect) => memcache::frame_reply(buf, expect, max_value)
+                .map_err(|e| BackendError::Protocol(e.0)),
         }
     }
 }
@@ -71,17 +70,28 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn new(index: usize, addr: ServerAddr, count: usize, settings: ConnSettings, stats: Arc<ServerStats>) -> Server {
+    pub fn new(
+        index: usize,
+        addr: ServerAddr,
+        count: usize,
+        settings: ConnSettings,
+        stats: Arc<ServerStats>,
+    ) -> Server {
         let conns = (0..count.max(1))
             .map(|_| BackendConn::spawn(addr.clone(), settings.clone(), stats.clone()))
             .collect();
-        Server { index, conns, next: Cell::new(0) }
+        Server {
+            index,
+            conns,
+            next: Cell::new(0),
+        }
     }
 
     /// The connection the next request goes to.
     pub fn conn(&self) -> &Rc<BackendConn> {
         let i = self.next.get();
-        self.next.set(if i + 1 == self.conns.len() { 0 } else { i + 1 });
+        self.next
+            .set(if i + 1 == self.conns.len() { 0 } else { i + 1 });
         &self.conns[i]
     }
 

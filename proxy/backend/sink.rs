@@ -37,7 +37,13 @@ struct Slots {
 
 impl Default for ReplySink {
     fn default() -> Self {
-        ReplySink { slots: RefCell::new(Slots { slots: Vec::new(), free: NONE }), notify: Notify::new() }
+        ReplySink {
+            slots: RefCell::new(Slots {
+                slots: Vec::new(),
+                free: NONE,
+            }),
+            notify: Notify::new(),
+        }
     }
 }
 
@@ -70,7 +76,10 @@ impl ReplySink {
 
     /// Whether the slot has its outcome.
     pub fn is_done(&self, id: u32) -> bool {
-        matches!(self.slots.borrow().slots.get(id as usize), Some(Slot::Done(_)))
+        matches!(
+            self.slots.borrow().slots.get(id as usize),
+            Some(Slot::Done(_))
+        )
     }
 
     /// Takes a completed outcome and frees the slot. Panics if the slot is not done: callers

@@ -41,7 +41,9 @@ fn parse_requests(c: &mut Criterion) {
         })
     });
     g.bench_function("encode_set_100_bytes", |b| {
-        let Parsed::Request(req, _) = memcache::parse(&set, &limits) else { unreachable!() };
+        let Parsed::Request(req, _) = memcache::parse(&set, &limits) else {
+            unreachable!()
+        };
         let mut out = BytesMut::with_capacity(4096);
         b.iter(|| {
             out.clear();
@@ -60,7 +62,9 @@ fn frame_replies(c: &mut Criterion) {
     g.bench_function("get_hit_100_bytes", |b| {
         b.iter(|| memcache::frame_reply(black_box(&hit), Expect::Values, 1 << 20))
     });
-    g.bench_function("stored", |b| b.iter(|| memcache::frame_reply(black_box(b"STORED\r\n"), Expect::Storage, 0)));
+    g.bench_function("stored", |b| {
+        b.iter(|| memcache::frame_reply(black_box(b"STORED\r\n"), Expect::Storage, 0))
+    });
     g.finish();
 }
 

@@ -20,25 +20,36 @@ use crate::topology::{PoolTable, RouteTable};
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("pool '{pool}': cannot listen on {addr}: {source}")]
-    Bind { pool: String, addr: String, source: io::Error },
+    #[error("pool '{pool}': cannot listen on {addr}: {error}")]
+    Bind {
+        pool: String,
+        addr: String,
+        error: io::Error,
+    },
     #[error("cannot start worker threads: {0}")]
     Threads(io::Error),
 }
 
 /// Runs the proxy until `shutdown` resolves. Must be called inside a Tokio runtime (the
 /// acceptor's); workers get runtimes of their own.
-pub async fn run(config: Config, threads: usize, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+pub async fn run(
+    config: Config,
+    threads: usize,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
     let table = Arc::new(RouteTable::build(&config, 1));
     let mut listeners = Vec::with_capacity(table.pools.len());
     for pool in &table.pools {
         let cfg = &pool.config;
         let opts = listen_options(pool);
-        let listener = Listener::bind(&cfg.listen, opts).await.map_err(|source| StartError::Bind {
-            pool: cfg.name.clone(),
-            addr: cfg.listen.to_string(),
-            source,
-        })?;
+        let listener =
+            Listener::bind(&cfg.listen, opts)
+                .await
+                .map_err(|error| StartError::Bind {
+                    pool: cfg.name.clone(),
+                    addr: cfg.listen.to_string(),
+                    error,
+                })?;
         info!(pool = %cfg.name, listen = %listener.local_addr(), servers = cfg.servers.len(), "pool listening");
         listeners.push(listener);
     }
@@ -48,7 +59,12 @@ pub async fn run(config: Config, threads: usize, shutdown: impl Future<Output = 
         .map_err(StartError::Threads)?;
     let senders: Arc<Vec<_>> = Arc::new(workers.iter().map(|w| w.tx.clone()).collect());
     for (index, listener) in listeners.into_iter().enumerate() {
-        tokio::spawn(accept_loop(listener, index, table.pools[index].clone(), senders.clone()));
+        tokio::spawn(accept_loop(
+            listener,
+            index,
+            table.pools[index].clone(),
+            senders.clone(),
+        ));
     }
     info!(threads = workers.len(), "shardproxy started");
     shutdown.await;
@@ -93,7 +109,13 @@ async fn accept_loop(
         stats.client_connections.inc();
         let worker = &workers[next % workers.len()];
         next = next.wrapping_add(1);
-        if worker.send(Handoff { pool: index, socket }).is_err() {
+        if worker
+            .send(Handoff {
+                pool: index,
+                socket,
+            })
+            .is_err()
+        {
             stats.client_connections.dec();
             error!("worker thread has stopped");
         }

@@ -42,10 +42,20 @@ impl WorkerPool {
                     preconnect: cfg.preconnect,
                     label: format!("{}/{}", cfg.name, s.name).into(),
                 };
-                Server::new(i, s.addr.clone(), cfg.server_connections as usize, settings, table.server_stats[i].clone())
+                Server::new(
+                    i,
+                    s.addr.clone(),
+                    cfg.server_connections as usize,
+                    settings,
+                    table.server_stats[i].clone(),
+                )
             })
             .collect();
-        Rc::new(WorkerPool { table, servers, started })
+        Rc::new(WorkerPool {
+            table,
+            servers,
+            started,
+        })
     }
 
     /// The server a key belongs to, or None when no server is available.
@@ -88,7 +98,10 @@ impl Worker {
 }
 
 fn run(table: Arc<RouteTable>, mut rx: mpsc::UnboundedReceiver<Handoff>) {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "worker runtime failed to start");
@@ -97,8 +110,11 @@ fn run(table: Arc<RouteTable>, mut rx: mpsc::UnboundedReceiver<Handoff>) {
     };
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
-        let pools: Vec<Rc<WorkerPool>> =
-            table.pools.iter().map(|p| WorkerPool::new(p.clone(), table.started)).collect();
+        let pools: Vec<Rc<WorkerPool>> = table
+            .pools
+            .iter()
+            .map(|p| WorkerPool::new(p.clone(), table.started))
+            .collect();
         while let Some(handoff) = rx.recv().await {
             let pool = pools[handoff.pool].clone();
             match handoff.socket.into_stream() {

@@ -14,7 +14,10 @@ use crate::server::WorkerPool;
 pub fn render(pool: &WorkerPool) -> String {
     let t = &pool.table;
     let s = &t.stats;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let mut out = String::with_capacity(2048);
     let mut stat = |name: &str, value: &dyn std::fmt::Display| {
         let _ = write!(out, "STAT {name} {value}\r\n");
@@ -22,7 +25,10 @@ pub fn render(pool: &WorkerPool) -> String {
     stat("pid", &std::process::id());
     stat("uptime", &pool.started.elapsed().as_secs());
     stat("time", &now);
-    stat("version", &concat!("shardproxy-", env!("CARGO_PKG_VERSION")));
+    stat(
+        "version",
+        &concat!("shardproxy-", env!("CARGO_PKG_VERSION")),
+    );
     stat("pool", &t.config.name);
     stat("curr_connections", &s.client_connections.get());
     stat("total_connections", &s.total_connections.get());
@@ -46,9 +52,15 @@ pub fn render(pool: &WorkerPool) -> String {
         let name = &server.name;
         stat(&format!("server:{name}:requests"), &st.requests.get());
         stat(&format!("server:{name}:responses"), &st.responses.get());
-        stat(&format!("server:{name}:timeouts"), &st.server_timedout.get());
+        stat(
+            &format!("server:{name}:timeouts"),
+            &st.server_timedout.get(),
+        );
         stat(&format!("server:{name}:errors"), &st.server_err.get());
-        stat(&format!("server:{name}:connections"), &st.server_connections.get());
+        stat(
+            &format!("server:{name}:connections"),
+            &st.server_connections.get(),
+        );
     }
     out.push_str("END\r\n");
     out

@@ -46,11 +46,18 @@ const VALUES_FRAMING: Framing = Framing::Memcache(Expect::Values);
 
 impl McSession {
     pub fn new(pool: Rc<WorkerPool>, sink: Rc<ReplySink>) -> McSession {
-        McSession { pool, sink, entries: VecDeque::new(), swallow: 0, scratch: Vec::new() }
+        McSession {
+            pool,
+            sink,
+            entries: VecDeque::new(),
+            swallow: 0,
+            scratch: Vec::new(),
+        }
     }
 
     fn ready(&mut self, reply: &'static [u8]) {
-        self.entries.push_back(Entry::Ready(Bytes::from_static(reply)));
+        self.entries
+            .push_back(Entry::Ready(Bytes::from_static(reply)));
     }
 
     /// Routes and forwards one request, recording the reply it owes.
@@ -68,9 +75,13 @@ impl McSession {
                 // Clients read the version to choose protocol features: ask a real server,
                 // the same one twemproxy asks.
                 let server = self.pool.server_for(b"placeholder");
-                self.forward(server, Framing::Memcache(Expect::Version), false, 0, |dst| {
-                    dst.put_slice(b"version\r\n")
-                });
+                self.forward(
+                    server,
+                    Framing::Memcache(Expect::Version),
+                    false,
+                    0,
+                    |dst| dst.put_slice(b"version\r\n"),
+                );
             }
             Command::Verbosity => {
                 if !req.noreply {
@@ -85,7 +96,9 @@ impl McSession {
                 let reply = if req.args.is_empty() {
                     Bytes::from(mc_stats::render(&self.pool))
                 } else {
-                    Bytes::from_static(b"CLIENT_ERROR only plain 'stats' is supported by shardproxy\r\n")
+                    Bytes::from_static(
+                        b"CLIENT_ERROR only plain 'stats' is supported by shardproxy\r\n",
+                    )
                 };
                 self.entries.push_back(Entry::Ready(reply));
             }
@@ -99,7 +112,9 @@ impl McSession {
                 }
                 let server = self.pool.server_for(&frame[req.keys[0].clone()]);
                 let framing = Framing::Memcache(mc::expect_for(cmd));
-                self.forward(server, framing, req.noreply, 0, |dst| mc::encode_keyed(&req, &frame, dst));
+                self.forward(server, framing, req.noreply, 0, |dst| {
+                    mc::encode_keyed(&req, &frame, dst)
+                });
             }
         }
         Flow::Continue
@@ -107,7 +122,14 @@ impl McSession {
 
     /// Sends one request to `server` (None: no server available) and owes its reply unless
     /// `noreply`.
-    fn forward(&mut self, server: Option<usize>, framing: Framing, noreply: bool, keys: u32, encode: impl FnOnce(&mut BytesMut)) {
+    fn forward(
+        &mut self,
+        server: Option<usize>,
+        framing: Framing,
+        noreply: bool,
+        keys: u32,
+        encode: impl FnOnce(&mut BytesMut),
+    ) {
         let Some(server) = server else {
             if !noreply {
                 self.pool.table.stats.forward_error.inc();
@@ -129,7 +151,11 @@ impl McSession {
         let nkeys = req.keys.len() as u32;
         let mut servers = std::mem::take(&mut self.scratch);
         servers.clear();
-        servers.extend(req.keys.iter().map(|k| self.pool.server_for(&frame[k.clone()]).map_or(u32::MAX, |s| s as u32)));
+        servers.extend(req.keys.iter().map(|k| {
+            self.pool
+                .server_for(&frame[k.clone()])
+                .map_or(u32::MAX, |s| s as u32)
+        }));
         let first = servers[0];
         if servers.iter().all(|&s| s == first) {
             // One server holds every key: forward as is and pass the reply through untouched.
@@ -168,12 +194,18 @@ impl McSession {
                 target.deliver(Err(BackendError::Io("no server available".into())));
                 continue;
             }
-            let frag_keys = keys.iter().filter(|(_, f)| *f == frag as u32).map(|(k, _)| &frame[k.clone()]);
-            self.pool.servers[server as usize].conn().send(VALUES_FRAMING, target, |dst| {
-                mc::encode_retrieval(req.cmd, req.exptime, frag_keys, dst)
-            });
+            let frag_keys = keys
+                .iter()
+                .filter(|(_, f)| *f == frag as u32)
+                .map(|(k, _)| &frame[k.clone()]);
+            self.pool.servers[server as usize]
+                .conn()
+                .send(VALUES_FRAMING, target, |dst| {
+                    mc::encode_retrieval(req.cmd, req.exptime, frag_keys, dst)
+                });
         }
-        self.entries.push_back(Entry::Multi(Box::new(MultiGet { frame, keys, slots })));
+        self.entries
+            .push_back(Entry::Multi(Box::new(MultiGet { frame, keys, slots })));
     }
 
     fn flush_all(&mut self, req: &Request) {
@@ -191,7 +223,9 @@ impl McSession {
                 slots.push(slot);
                 Target::Slot(self.sink.clone(), slot)
             };
-            server.conn().send(framing, target, |dst| mc::encode_pool_command(req, dst));
+            server
+                .conn()
+                .send(framing, target, |dst| mc::encode_pool_command(req, dst));
         }
         if !req.noreply {
             self.entries.push_back(Entry::All { slots });

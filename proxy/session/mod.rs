@@ -10,8 +10,8 @@
 //! client), and a request that stays incomplete too long closes the connection, which stops
 //! slowloris clients that hold a value half-sent.
 
-pub mod memcache;
 mod mc_stats;
+pub mod memcache;
 
 use std::io;
 use std::rc::Rc;
@@ -86,7 +86,8 @@ async fn drive<H: Handler>(
     let mut eof = false;
     let mut incomplete_since: Option<Instant> = None;
     loop {
-        if !closing && !rbuf.is_empty() && h.in_flight() < MAX_IN_FLIGHT && wbuf.len() < MAX_UNSENT {
+        if !closing && !rbuf.is_empty() && h.in_flight() < MAX_IN_FLIGHT && wbuf.len() < MAX_UNSENT
+        {
             closing = h.handle_input(&mut rbuf, MAX_IN_FLIGHT) == Flow::Close;
         }
         // At end of stream, answer every complete request first; what remains is a fragment.

@@ -186,7 +186,10 @@ impl RawClient {
             let cut: String = shown.chars().take(300).collect();
             let more = if shown.len() > cut.len() { "..." } else { "" };
             let (got, want) = (show(&got), show(expected));
-            let (got, want): (String, String) = (got.chars().take(2000).collect(), want.chars().take(2000).collect());
+            let (got, want): (String, String) = (
+                got.chars().take(2000).collect(),
+                want.chars().take(2000).collect(),
+            );
             panic!("reply to \"{cut}{more}\"\n  got: \"{got}\"\n want: \"{want}\"");
         }
     }

@@ -29,13 +29,21 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_key_len: 250, item_size_max: 1024 * 1024, max_line: 2048, max_get_line: 256 * 1024 }
+        Limits {
+            max_key_len: 250,
+            item_size_max: 1024 * 1024,
+            max_line: 2048,
+            max_get_line: 256 * 1024,
+        }
     }
 }
 
 impl Limits {
     pub fn with_item_size_max(item_size_max: u32) -> Limits {
-        Limits { item_size_max, ..Limits::default() }
+        Limits {
+            item_size_max,
+            ..Limits::default()
+        }
     }
 }
 
@@ -43,9 +51,12 @@ impl Limits {
 pub fn expect_for(cmd: Command) -> Expect {
     match cmd {
         Command::Get | Command::Gets | Command::Gat | Command::Gats => Expect::Values,
-        Command::Set | Command::Add | Command::Replace | Command::Append | Command::Prepend | Command::Cas => {
-            Expect::Storage
-        }
+        Command::Set
+        | Command::Add
+        | Command::Replace
+        | Command::Append
+        | Command::Prepend
+        | Command::Cas => Expect::Storage,
         Command::Delete => Expect::Delete,
         Command::Incr | Command::Decr => Expect::Arith,
         Command::Touch => Expect::Touch,
@@ -116,7 +127,7 @@ pub fn encode_retrieval<'a>(
     dst.put_slice(b"\r\n");
 }
 
-/// Writes `flush_all [delay]` or `verbosity <n>` without noreply, for every server of a pool.
+/// Writes `flush_all [delay]` without noreply, for every server of a pool.
 pub fn encode_pool_command(req: &Request, dst: &mut BytesMut) {
     dst.put_slice(req.cmd.verb().as_bytes());
     if req.has_arg {

@@ -72,7 +72,10 @@ impl Command {
 
     /// Retrievals may carry many keys and are answered with `VALUE` blocks and `END`.
     pub fn is_retrieval(self) -> bool {
-        matches!(self, Command::Get | Command::Gets | Command::Gat | Command::Gats)
+        matches!(
+            self,
+            Command::Get | Command::Gets | Command::Gat | Command::Gats
+        )
     }
 
     /// Storage commands carry a data block after the command line.
@@ -117,8 +120,22 @@ impl Command {
 /// memcached commands that exist but cannot be served through a sharding proxy: they get an
 /// explicit error instead of memcached's generic `ERROR`, so the operator sees why.
 const UNSUPPORTED: &[&[u8]] = &[
-    b"mg", b"ms", b"md", b"ma", b"mn", b"me", b"watch", b"lru_crawler", b"slabs", b"lru",
-    b"extstore", b"cache_memlimit", b"shutdown", b"misbehave", b"debugtime", b"quit_all",
+    b"mg",
+    b"ms",
+    b"md",
+    b"ma",
+    b"mn",
+    b"me",
+    b"watch",
+    b"lru_crawler",
+    b"slabs",
+    b"lru",
+    b"extstore",
+    b"cache_memlimit",
+    b"shutdown",
+    b"misbehave",
+    b"debugtime",
+    b"quit_all",
 ];
 
 /// One parsed request. Ranges index the request's own frame (the bytes `consumed` reported by
@@ -130,14 +147,14 @@ pub struct Request {
     pub keys: Vec<Range<usize>>,
     pub flags: u32,
     /// Expiry for storage, touch and gat; arithmetic delta for incr and decr; delay for
-    /// flush_all; level for verbosity.
+    /// flush_all.
     pub exptime: i64,
     pub delta: u64,
     pub cas: u64,
     /// The value of a storage command, without its trailing CRLF.
     pub data: Range<usize>,
     pub noreply: bool,
-    /// Whether flush_all / verbosity carried their optional numeric argument.
+    /// Whether flush_all carried its optional delay.
     pub has_arg: bool,
     /// Arguments of `stats`, verbatim.
     pub args: Range<usize>,
@@ -195,10 +212,15 @@ const LINE_TOO_LONG: &[u8] = b"CLIENT_ERROR line too long\r\n";
 const BAD_KEY: &[u8] = b"CLIENT_ERROR key contains a control character\r\n";
 const BAD_DELTA: &[u8] = b"CLIENT_ERROR invalid numeric delta argument\r\n";
 const BAD_EXPTIME: &[u8] = b"CLIENT_ERROR invalid exptime argument\r\n";
-const BAD_DELETE: &[u8] = b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n";
+const BAD_DELETE: &[u8] =
+    b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n";
 
 fn reject(reply: &'static [u8], consumed: usize, after: After) -> Parsed {
-    Parsed::Reject(Reject { reply: Bytes::from_static(reply), consumed, after })
+    Parsed::Reject(Reject {
+        reply: Bytes::from_static(reply),
+        consumed,
+        after,
+    })
 }
 
 /// Largest data length memcached itself accepts (`vlen + 2` must fit an int).
@@ -215,7 +237,11 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Parsed {
     let line_end = match memchr(b'\n', &buf[..buf.len().min(limits.max_get_line + 1)]) {
         Some(i) => i,
         None => {
-            let limit = if is_retrieval_prefix(buf) { limits.max_get_line } else { limits.max_line };
+            let limit = if is_retrieval_prefix(buf) {
+                limits.max_get_line
+            } else {
+                limits.max_line
+            };
             return if buf.len() > limit {
                 reject(LINE_TOO_LONG, buf.len(), After::Close)
             } else {
@@ -295,7 +321,9 @@ enum Bad {
 
 fn is_retrieval_prefix(buf: &[u8]) -> bool {
     let trimmed = &buf[buf.iter().take_while(|&&b| b == b' ').count()..];
-    [&b"get "[..], b"gets ", b"gat ", b"gats "].iter().any(|p| trimmed.starts_with(p))
+    [&b"get "[..], b"gets ", b"gat ", b"gats "]
+        .iter()
+        .any(|p| trimmed.starts_with(p))
 }
 
 fn parse_retrieval(req: &mut Request, tokens: &mut Tokens<'_>, limits: &Limits) -> Result<(), Bad> {
@@ -315,7 +343,12 @@ fn parse_retrieval(req: &mut Request, tokens: &mut Tokens<'_>, limits: &Limits) 
 }
 
 /// Everything but retrievals: `spans` are the argument tokens after the verb.
-fn parse_other(req: &mut Request, line: &[u8], spans: &[Range<usize>], limits: &Limits) -> Result<(), Bad> {
+fn parse_other(
+    req: &mut Request,
+    line: &[u8],
+    spans: &[Range<usize>],
+    limits: &Limits,
+) -> Result<(), Bad> {
     let mut words: [&[u8]; MAX_TOKENS] = [b""; MAX_TOKENS];
     for (w, r) in words.iter_mut().zip(spans) {
         *w = &line[r.clone()];
@@ -324,7 +357,12 @@ fn parse_other(req: &mut Request, line: &[u8], spans: &[Range<usize>], limits: &
     let key_at = |i: usize| spans[i].clone();
     let noreply_at = |i: usize| args.get(i).is_some_and(|a| *a == b"noreply");
     match req.cmd {
-        Command::Set | Command::Add | Command::Replace | Command::Append | Command::Prepend | Command::Cas => {
+        Command::Set
+        | Command::Add
+        | Command::Replace
+        | Command::Append
+        | Command::Prepend
+        | Command::Cas => {
             let want = if req.cmd == Command::Cas { 5 } else { 4 };
             if args.len() != want && !(args.len() == want + 1 && noreply_at(want)) {
                 return Err(Bad::Reply(ERROR));
@@ -333,8 +371,13 @@ fn parse_other(req: &mut Request, line: &[u8], spans: &[Range<usize>], limits: &
             let flags = parse_u64(args[1]).filter(|&f| f <= u32::MAX as u64);
             let exptime = parse_exptime(args[2]);
             let len = parse_u64(args[3]).filter(|&l| l <= MAX_DATA_LEN);
-            let cas = if req.cmd == Command::Cas { parse_u64(args[4]) } else { Some(0) };
-            let (Some(flags), Some(exptime), Some(len), Some(cas)) = (flags, exptime, len, cas) else {
+            let cas = if req.cmd == Command::Cas {
+                parse_u64(args[4])
+            } else {
+                Some(0)
+            };
+            let (Some(flags), Some(exptime), Some(len), Some(cas)) = (flags, exptime, len, cas)
+            else {
                 // The length cannot be trusted, so the data block cannot be skipped: like
                 // memcached, the client's next line is read as a command.
                 return Err(Bad::Reply(BAD_FORMAT));
@@ -379,29 +422,35 @@ fn parse_other(req: &mut Request, line: &[u8], spans: &[Range<usize>], limits: &
             req.keys.push(key_at(0));
             req.noreply = args.len() == 3;
         }
-        Command::FlushAll | Command::Verbosity => {
+        Command::FlushAll => {
             req.noreply = args.last().is_some_and(|a| *a == b"noreply");
-            let rest = &args[..args.len() - req.noreply as usize];
-            match (req.cmd, rest) {
-                (Command::FlushAll, []) => {}
-                (_, [n]) => {
-                    req.exptime = parse_exptime(n).ok_or(Bad::Reply(BAD_FORMAT))?;
+            match &args[..args.len() - req.noreply as usize] {
+                [] => {}
+                [delay] => {
+                    req.exptime = parse_exptime(delay).ok_or(Bad::Reply(BAD_EXPTIME))?;
                     req.has_arg = true;
                 }
                 _ => return Err(Bad::Reply(ERROR)),
             }
+        }
+        Command::Verbosity => {
+            // memcached answers `OK` to one or two arguments whatever they are (the level is
+            // not validated), and stays silent when the last is `noreply`.
+            if !(1..=2).contains(&args.len()) {
+                return Err(Bad::Reply(ERROR));
+            }
+            req.noreply = args.last().is_some_and(|a| *a == b"noreply");
         }
         Command::Stats => {
             if let (Some(first), Some(last)) = (spans.first(), spans.last()) {
                 req.args = first.start..last.end;
             }
         }
-        Command::Version | Command::Quit => {
-            if !args.is_empty() {
-                return Err(Bad::Reply(ERROR));
-            }
+        // memcached ignores whatever follows these verbs.
+        Command::Version | Command::Quit => {}
+        Command::Get | Command::Gets | Command::Gat | Command::Gats => {
+            unreachable!("retrievals parsed apart")
         }
-        Command::Get | Command::Gets | Command::Gat | Command::Gats => unreachable!("retrievals parsed apart"),
     }
     Ok(())
 }
@@ -445,7 +494,9 @@ fn parse_exptime(s: &[u8]) -> Option<i64> {
     };
     let v = parse_u64(digits)? as i64;
     let v = if neg { -v } else { v };
-    (i32::MIN as i64..=i32::MAX as i64).contains(&v).then_some(v)
+    (i32::MIN as i64..=i32::MAX as i64)
+        .contains(&v)
+        .then_some(v)
 }
 
 /// Space-separated tokens of a command line, as byte ranges (memcached splits on spaces only).

@@ -44,8 +44,14 @@ const MAX_REPLY_LINE: usize = 8192;
 /// Returns the length of the complete reply at the start of `buf`, or `None` if more bytes are
 /// needed. `max_value` bounds the data length a `VALUE` line may announce, so a corrupt length
 /// can't make the proxy wait for (or buffer) gigabytes.
-pub fn frame_reply(buf: &[u8], expect: Expect, max_value: usize) -> Result<Option<usize>, BadReply> {
-    let Some(first) = line(buf, 0)? else { return Ok(None) };
+pub fn frame_reply(
+    buf: &[u8],
+    expect: Expect,
+    max_value: usize,
+) -> Result<Option<usize>, BadReply> {
+    let Some(first) = line(buf, 0)? else {
+        return Ok(None);
+    };
     let text = trim_cr(&buf[..first]);
     if is_error(text) {
         return Ok(Some(first));
@@ -69,7 +75,9 @@ pub fn frame_reply(buf: &[u8], expect: Expect, max_value: usize) -> Result<Optio
 fn frame_values(buf: &[u8], max_value: usize) -> Result<Option<usize>, BadReply> {
     let mut pos = 0;
     loop {
-        let Some(end) = line(buf, pos)? else { return Ok(None) };
+        let Some(end) = line(buf, pos)? else {
+            return Ok(None);
+        };
         let text = trim_cr(&buf[pos..end]);
         if text == b"END" {
             return Ok(Some(end));
@@ -145,7 +153,10 @@ pub fn value_blocks(reply: &[u8]) -> impl Iterator<Item = ValueBlock<'_>> {
         let header = parse_value_line(trim_cr(&reply[pos..end]))?;
         let block = pos..end + header.len + 2;
         pos = block.end;
-        Some(ValueBlock { key: header.key, block })
+        Some(ValueBlock {
+            key: header.key,
+            block,
+        })
     })
 }
 

@@ -12,14 +12,20 @@ fn limits() -> Limits {
 fn req(input: &[u8]) -> (Request, usize) {
     match parse(input, &limits()) {
         Parsed::Request(r, n) => (r, n),
-        other => panic!("expected a request for {:?}, got {other:?}", String::from_utf8_lossy(input)),
+        other => panic!(
+            "expected a request for {:?}, got {other:?}",
+            String::from_utf8_lossy(input)
+        ),
     }
 }
 
 fn rejected(input: &[u8]) -> Reject {
     match parse(input, &limits()) {
         Parsed::Reject(r) => r,
-        other => panic!("expected a reject for {:?}, got {other:?}", String::from_utf8_lossy(input)),
+        other => panic!(
+            "expected a reject for {:?}, got {other:?}",
+            String::from_utf8_lossy(input)
+        ),
     }
 }
 
@@ -63,13 +69,22 @@ fn set_waits_for_its_data_block() {
     let input = b"set k 1 2 5\r\nhello\r\nget k\r\n";
     let (r, n) = req(input);
     assert_eq!(n, 20);
-    assert_eq!((r.flags, r.exptime, &input[r.data.clone()]), (1, 2, &b"hello"[..]));
+    assert_eq!(
+        (r.flags, r.exptime, &input[r.data.clone()]),
+        (1, 2, &b"hello"[..])
+    );
 }
 
 #[test]
 fn storage_is_reencoded_without_noreply() {
-    assert_eq!(canonical(b"set  k 01 -1 3  noreply\r\nabc\r\n"), b"set k 1 -1 3\r\nabc\r\n");
-    assert_eq!(canonical(b"cas k 0 0 1 99\r\nz\r\n"), b"cas k 0 0 1 99\r\nz\r\n");
+    assert_eq!(
+        canonical(b"set  k 01 -1 3  noreply\r\nabc\r\n"),
+        b"set k 1 -1 3\r\nabc\r\n"
+    );
+    assert_eq!(
+        canonical(b"cas k 0 0 1 99\r\nz\r\n"),
+        b"cas k 0 0 1 99\r\nz\r\n"
+    );
     assert_eq!(canonical(b"incr n 7 noreply\r\n"), b"incr n 7\r\n");
     assert_eq!(canonical(b"touch n 10\r\n"), b"touch n 10\r\n");
     assert_eq!(canonical(b"delete n 0 noreply\r\n"), b"delete n\r\n");
@@ -83,21 +98,38 @@ fn unknown_and_malformed_commands() {
     assert_eq!(rejected(b"\r\n").reply.as_ref(), b"ERROR\r\n");
     assert_eq!(rejected(b"get\r\n").reply.as_ref(), b"ERROR\r\n");
     assert_eq!(rejected(b"set k 0 0\r\n").reply.as_ref(), b"ERROR\r\n");
-    assert_eq!(rejected(b"incr k x\r\n").reply.as_ref(), b"CLIENT_ERROR invalid numeric delta argument\r\n");
-    assert_eq!(rejected(b"touch k x\r\n").reply.as_ref(), b"CLIENT_ERROR invalid exptime argument\r\n");
+    assert_eq!(
+        rejected(b"incr k x\r\n").reply.as_ref(),
+        b"CLIENT_ERROR invalid numeric delta argument\r\n"
+    );
+    assert_eq!(
+        rejected(b"touch k x\r\n").reply.as_ref(),
+        b"CLIENT_ERROR invalid exptime argument\r\n"
+    );
     let r = rejected(b"delete k 5\r\n");
     assert!(r.reply.starts_with(b"CLIENT_ERROR bad command line format"));
-    assert!(rejected(b"mg k v\r\n").reply.starts_with(b"CLIENT_ERROR command 'mg' is not supported"));
+    assert!(rejected(b"mg k v\r\n")
+        .reply
+        .starts_with(b"CLIENT_ERROR command 'mg' is not supported"));
 }
 
 #[test]
 fn key_rules() {
     let long = format!("get {}\r\n", "k".repeat(251));
-    assert_eq!(rejected(long.as_bytes()).reply.as_ref(), b"CLIENT_ERROR bad command line format\r\n");
+    assert_eq!(
+        rejected(long.as_bytes()).reply.as_ref(),
+        b"CLIENT_ERROR bad command line format\r\n"
+    );
     let ok = format!("get {}\r\n", "k".repeat(250));
     assert_eq!(req(ok.as_bytes()).0.keys.len(), 1);
-    assert_eq!(rejected(b"get a\0b\r\n").reply.as_ref(), b"CLIENT_ERROR key contains a control character\r\n");
-    assert_eq!(rejected(b"get a\tb\r\n").reply.as_ref(), b"CLIENT_ERROR key contains a control character\r\n");
+    assert_eq!(
+        rejected(b"get a\0b\r\n").reply.as_ref(),
+        b"CLIENT_ERROR key contains a control character\r\n"
+    );
+    assert_eq!(
+        rejected(b"get a\tb\r\n").reply.as_ref(),
+        b"CLIENT_ERROR key contains a control character\r\n"
+    );
     // UTF-8 keys are fine.
     assert_eq!(req("get clé\r\n".as_bytes()).0.keys.len(), 1);
 }
@@ -111,21 +143,42 @@ fn bad_key_on_set_skips_the_value() {
 
 #[test]
 fn lengths_that_memcached_would_wrap_are_refused() {
-    for len in ["4294967298", "1099511627776", "2147483647", "-1", "12a", "+5"] {
+    for len in [
+        "4294967298",
+        "1099511627776",
+        "2147483647",
+        "-1",
+        "12a",
+        "+5",
+    ] {
         let line = format!("set k 0 0 {len}\r\nab\r\n");
         let r = rejected(line.as_bytes());
-        assert_eq!(r.reply.as_ref(), b"CLIENT_ERROR bad command line format\r\n", "{len}");
+        assert_eq!(
+            r.reply.as_ref(),
+            b"CLIENT_ERROR bad command line format\r\n",
+            "{len}"
+        );
         // The length can't be trusted, so nothing is skipped beyond the command line.
-        assert_eq!((r.consumed, r.after), (line.len() - 4, After::Continue), "{len}");
+        assert_eq!(
+            (r.consumed, r.after),
+            (line.len() - 4, After::Continue),
+            "{len}"
+        );
     }
     let r = rejected(b"set k 4294967296 0 1\r\na\r\n");
-    assert_eq!(r.reply.as_ref(), b"CLIENT_ERROR bad command line format\r\n");
+    assert_eq!(
+        r.reply.as_ref(),
+        b"CLIENT_ERROR bad command line format\r\n"
+    );
 }
 
 #[test]
 fn oversized_value_is_refused_and_skipped() {
     let r = rejected(b"set k 0 0 1048577\r\n");
-    assert_eq!(r.reply.as_ref(), b"SERVER_ERROR object too large for cache\r\n");
+    assert_eq!(
+        r.reply.as_ref(),
+        b"SERVER_ERROR object too large for cache\r\n"
+    );
     assert_eq!(r.after, After::Swallow(1048579));
 }
 
@@ -156,13 +209,26 @@ fn binary_and_http_close() {
 #[test]
 fn pool_commands() {
     let (r, _) = req(b"flush_all 10 noreply\r\n");
-    assert_eq!((r.cmd, r.exptime, r.has_arg, r.noreply), (Command::FlushAll, 10, true, true));
+    assert_eq!(
+        (r.cmd, r.exptime, r.has_arg, r.noreply),
+        (Command::FlushAll, 10, true, true)
+    );
     let mut out = BytesMut::new();
     encode_pool_command(&r, &mut out);
     assert_eq!(&out[..], b"flush_all 10\r\n");
     assert_eq!(req(b"verbosity 1\r\n").0.cmd, Command::Verbosity);
+    assert!(req(b"verbosity noreply\r\n").0.noreply);
     assert_eq!(rejected(b"verbosity\r\n").reply.as_ref(), b"ERROR\r\n");
+    assert_eq!(
+        rejected(b"verbosity a b c\r\n").reply.as_ref(),
+        b"ERROR\r\n"
+    );
+    assert_eq!(
+        rejected(b"flush_all soon\r\n").reply.as_ref(),
+        b"CLIENT_ERROR invalid exptime argument\r\n"
+    );
     assert_eq!(req(b"version\r\n").0.cmd, Command::Version);
+    assert_eq!(req(b"version foo bar\r\n").0.cmd, Command::Version);
     let input = b"stats items\r\n";
     let (r, _) = req(input);
     assert_eq!(&input[r.args.clone()], b"items");
@@ -171,14 +237,32 @@ fn pool_commands() {
 #[test]
 fn replies_are_framed_by_what_was_asked() {
     let values = b"VALUE a 0 3\r\nabc\r\nVALUE b 5 0 77\r\n\r\nEND\r\n";
-    assert_eq!(frame_reply(values, Expect::Values, 1 << 20), Ok(Some(values.len())));
+    assert_eq!(
+        frame_reply(values, Expect::Values, 1 << 20),
+        Ok(Some(values.len()))
+    );
     for cut in 0..values.len() {
-        assert_eq!(frame_reply(&values[..cut], Expect::Values, 1 << 20), Ok(None), "cut at {cut}");
+        assert_eq!(
+            frame_reply(&values[..cut], Expect::Values, 1 << 20),
+            Ok(None),
+            "cut at {cut}"
+        );
     }
-    let blocks: Vec<_> = value_blocks(values).map(|b| (b.key.to_vec(), b.block)).collect();
-    assert_eq!(blocks, vec![(b"a".to_vec(), 0..18), (b"b".to_vec(), 18..36)]);
-    assert_eq!(frame_reply(b"STORED\r\nEND", Expect::Storage, 10), Ok(Some(8)));
-    assert_eq!(frame_reply(b"SERVER_ERROR out of memory\r\n", Expect::Values, 10), Ok(Some(28)));
+    let blocks: Vec<_> = value_blocks(values)
+        .map(|b| (b.key.to_vec(), b.block))
+        .collect();
+    assert_eq!(
+        blocks,
+        vec![(b"a".to_vec(), 0..18), (b"b".to_vec(), 18..36)]
+    );
+    assert_eq!(
+        frame_reply(b"STORED\r\nEND", Expect::Storage, 10),
+        Ok(Some(8))
+    );
+    assert_eq!(
+        frame_reply(b"SERVER_ERROR out of memory\r\n", Expect::Values, 10),
+        Ok(Some(28))
+    );
     assert_eq!(frame_reply(b"42\r\n", Expect::Arith, 10), Ok(Some(4)));
     assert!(frame_reply(b"STORED\r\n", Expect::Values, 10).is_err());
     assert!(frame_reply(b"END\r\n", Expect::Storage, 10).is_err());
