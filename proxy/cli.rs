@@ -34,7 +34,8 @@ pub struct Cli {
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Port of the nutcracker-compatible stats server (JSON); 0 disables it.
+    /// Port of the nutcracker-compatible stats server (JSON). Accepted now; the server itself
+    /// is not served yet (memcached pools answer `stats` with the proxy's counters meanwhile).
     #[arg(
         short = 's',
         long = "stats-port",
@@ -84,7 +85,7 @@ pub struct Cli {
     #[arg(long = "threads", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
 
-    /// Prometheus /metrics listener, HOST:PORT, or "off".
+    /// Prometheus /metrics listener, HOST:PORT, or "off". Validated now; not served yet.
     #[arg(long = "metrics-addr", value_name = "HOST:PORT|off", default_value = "127.0.0.1:9091",
           value_parser = parse_metrics_addr)]
     pub metrics_addr: MetricsAddr,
