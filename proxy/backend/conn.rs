@@ -25,7 +25,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, warn};
 
 use super::sink::Target;
-use super::{BackendError, Framing};
+use super::{BackendError, Framing, Handshake};
 use crate::config::ServerAddr;
 use crate::net::Stream;
 use crate::stats::ServerStats;
@@ -38,6 +38,45 @@ const MAX_UNWRITTEN: usize = 64 * 1024 * 1024;
 /// Read buffer headroom reserved before each read.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// Sends the handshake and checks that every reply is a success (not `-ERR`/`-WRONGPASS`).
+async fn handshake(stream: &Stream, h: &Handshake) -> Result<(), BackendError> {
+    let mut sent = 0;
+    while sent < h.bytes.len() {
+        stream.writable().await.map_err(|e| BackendError::io(&e))?;
+        match stream.try_write(&h.bytes[sent..]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(BackendError::io(&e)),
+        }
+    }
+    let mut buf = BytesMut::with_capacity(256);
+    let mut done = 0;
+    while done < h.replies {
+        stream.readable().await.map_err(|e| BackendError::io(&e))?;
+        match stream.try_read_buf(&mut buf) {
+            Ok(0) => return Err(BackendError::Closed),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(BackendError::io(&e)),
+        }
+        while done < h.replies {
+            let Some(len) = Framing::Resp.frame(&buf, 1 << 20)? else {
+                break;
+            };
+            let reply = buf.split_to(len);
+            if reply.first() == Some(&b'-') {
+                let text = String::from_utf8_lossy(&reply[1..len - 2]).into_owned();
+                return Err(BackendError::Handshake(text.into()));
+            }
+            done += 1;
+        }
+    }
+    if !buf.is_empty() {
+        return Err(BackendError::Protocol("unsolicited reply"));
+    }
+    Ok(())
+}
+
 /// Per-pool settings every connection of the pool shares.
 #[derive(Clone, Debug)]
 pub struct ConnSettings {
@@ -49,6 +88,9 @@ pub struct ConnSettings {
     pub preconnect: bool,
     /// `pool/server`, for logs.
     pub label: Arc<str>,
+    /// Sent first on every new connection (Redis AUTH/SELECT); its replies are checked and
+    /// never reach a client.
+    pub handshake: Option<Handshake>,
 }
 
 struct Pending {
@@ -173,24 +215,45 @@ impl BackendConn {
             }
             connect_now = false;
             self.state.borrow_mut().phase = Phase::Connecting;
-            let err =
-                match timeout(self.settings.connect_timeout, Stream::connect(&self.addr)).await {
-                    Ok(Ok(stream)) => {
-                        {
-                            let mut st = self.state.borrow_mut();
-                            st.phase = Phase::Connected;
-                            st.failures = 0;
+            let err = match timeout(self.settings.connect_timeout, Stream::connect(&self.addr))
+                .await
+            {
+                Ok(Ok(stream)) => {
+                    {
+                        let mut st = self.state.borrow_mut();
+                        st.phase = Phase::Connected;
+                        st.failures = 0;
+                    }
+                    self.stats.server_connections.inc();
+                    debug!(server = %self.settings.label, "backend connected");
+                    let err = match &self.settings.handshake {
+                        None => self.serve(&stream).await,
+                        Some(h) => {
+                            match timeout(self.settings.connect_timeout, handshake(&stream, h))
+                                .await
+                            {
+                                Ok(Ok(())) => self.serve(&stream).await,
+                                Ok(Err(e)) => {
+                                    warn!(server = %self.settings.label, error = %e, "backend handshake failed");
+                                    e
+                                }
+                                Err(_) => BackendError::Timeout,
+                            }
                         }
-                        self.stats.server_connections.inc();
-                        debug!(server = %self.settings.label, "backend connected");
-                        let err = self.serve(&stream).await;
-                        self.stats.server_connections.dec();
-                        self.state.borrow_mut().phase = Phase::Idle;
+                    };
+                    self.stats.server_connections.dec();
+                    self.state.borrow_mut().phase = Phase::Idle;
+                    if matches!(err, BackendError::Handshake(_)) {
+                        // Wrong credentials stay wrong: back off instead of retrying the
+                        // handshake for every request.
+                        self.connect_failed(err)
+                    } else {
                         err
                     }
-                    Ok(Err(e)) => self.connect_failed(BackendError::io(&e)),
-                    Err(_) => self.connect_failed(BackendError::Timeout),
-                };
+                }
+                Ok(Err(e)) => self.connect_failed(BackendError::io(&e)),
+                Err(_) => self.connect_failed(BackendError::Timeout),
+            };
             self.fail_all(err);
         }
     }

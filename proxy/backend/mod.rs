@@ -13,7 +13,7 @@ pub use conn::{BackendConn, ConnSettings};
 pub use sink::{Outcome, ReplySink, Target};
 
 use crate::config::ServerAddr;
-use crate::protocol::memcache;
+use crate::protocol::{memcache, resp};
 use crate::stats::ServerStats;
 
 /// Why a backend request produced no reply. The text is what clients see after
@@ -31,6 +31,9 @@ pub enum BackendError {
     Protocol(&'static str),
     #[error("Connection closed by server")]
     Closed,
+    /// The connection handshake (AUTH, SELECT) was refused; the text is the server's.
+    #[error("backend refused the connection setup: {0}")]
+    Handshake(Arc<str>),
 }
 
 impl BackendError {
@@ -49,6 +52,7 @@ impl BackendError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Framing {
     Memcache(memcache::Expect),
+    Resp,
 }
 
 impl Framing {
@@ -57,8 +61,19 @@ impl Framing {
         match self {
             Framing::Memcache(expect) => memcache::frame_reply(buf, expect, max_value)
                 .map_err(|e| BackendError::Protocol(e.0)),
+            Framing::Resp => {
+                resp::frame_reply(buf, max_value).map_err(|e| BackendError::Protocol(e.0))
+            }
         }
     }
+}
+
+/// Requests a new connection sends before any client request (Redis `AUTH`, `SELECT`), each
+/// of which must succeed, or the connection is closed and its requests fail with the reason.
+#[derive(Clone, Debug, Default)]
+pub struct Handshake {
+    pub bytes: bytes::Bytes,
+    pub replies: usize,
 }
 
 /// One backend server as seen by one worker: up to `server_connections` connections, used

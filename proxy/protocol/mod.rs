@@ -2,3 +2,4 @@
 //! socket, so they are unit-, property- and fuzz-testable in isolation.
 
 pub mod memcache;
+pub mod resp;

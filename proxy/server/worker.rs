@@ -12,7 +12,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use crate::backend::{ConnSettings, Server};
+use crate::backend::{ConnSettings, Handshake, Server};
 use crate::net::Accepted;
 use crate::session;
 use crate::topology::{PoolTable, RouteTable};
@@ -41,6 +41,7 @@ impl WorkerPool {
                     max_value: MAX_REPLY_VALUE,
                     preconnect: cfg.preconnect,
                     label: format!("{}/{}", cfg.name, s.name).into(),
+                    handshake: handshake(cfg),
                 };
                 Server::new(
                     i,
@@ -63,6 +64,30 @@ impl WorkerPool {
     pub fn server_for(&self, key: &[u8]) -> Option<usize> {
         self.table.router.server_for(key)
     }
+}
+
+/// Redis pools authenticate and select their database on every new backend connection
+/// (twemproxy's `redis_auth` and `redis_db`).
+fn handshake(cfg: &crate::config::PoolConfig) -> Option<Handshake> {
+    use crate::protocol::resp::encode;
+    if !cfg.redis {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    let mut replies = 0;
+    if let Some(password) = &cfg.redis_auth {
+        encode::command(&mut bytes, [&b"AUTH"[..], password.as_bytes()].into_iter());
+        replies += 1;
+    }
+    if cfg.redis_db > 0 {
+        let db = cfg.redis_db.to_string();
+        encode::command(&mut bytes, [&b"SELECT"[..], db.as_bytes()].into_iter());
+        replies += 1;
+    }
+    (replies > 0).then(|| Handshake {
+        bytes: bytes.into(),
+        replies,
+    })
 }
 
 impl Drop for WorkerPool {

@@ -363,8 +363,9 @@ impl Handler for McSession {
         self.entries.len()
     }
 
-    fn fail(&mut self, reply: &'static [u8]) {
-        self.ready(reply);
+    fn fail(&mut self, message: &'static str) {
+        let reply = format!("CLIENT_ERROR {message}\r\n");
+        self.entries.push_back(Entry::Ready(Bytes::from(reply)));
     }
 
     fn mid_request(&self, input: &BytesMut) -> bool {

@@ -12,6 +12,8 @@
 
 mod mc_stats;
 pub mod memcache;
+pub mod redis;
+mod redis_local;
 
 use std::io;
 use std::rc::Rc;
@@ -52,8 +54,9 @@ pub trait Handler {
     fn drain_replies(&mut self, out: &mut BytesMut, limit: usize);
     /// Requests dispatched whose replies are not yet drained.
     fn in_flight(&self) -> usize;
-    /// Queues a final error reply (after the replies already owed) before the driver closes.
-    fn fail(&mut self, reply: &'static [u8]);
+    /// Queues a final error reply (after the replies already owed) before the driver closes;
+    /// the handler wraps `message` in its protocol's error form.
+    fn fail(&mut self, message: &'static str);
     /// Whether the handler is partway through a request (more bytes are owed by the client).
     fn mid_request(&self, input: &BytesMut) -> bool {
         !input.is_empty()
@@ -65,8 +68,15 @@ pub async fn serve(stream: Stream, pool: Rc<WorkerPool>) {
     let stats = pool.table.stats.clone();
     let body_timeout = pool.table.config.client_timeout;
     let sink = Rc::new(ReplySink::default());
-    let handler = memcache::McSession::new(pool, sink.clone());
-    if let Err(e) = drive(&stream, handler, &sink, body_timeout, &stats).await {
+    let result = if pool.table.config.redis {
+        let id = stats.total_connections.get();
+        let handler = redis::RedisSession::new(pool, sink.clone(), id);
+        drive(&stream, handler, &sink, body_timeout, &stats).await
+    } else {
+        let handler = memcache::McSession::new(pool, sink.clone());
+        drive(&stream, handler, &sink, body_timeout, &stats).await
+    };
+    if let Err(e) = result {
         debug!(error = %e, "client connection error");
         stats.client_err.inc();
     }
@@ -137,7 +147,7 @@ async fn drive<H: Handler>(
             }
             _ = sink.changed(), if h.in_flight() > 0 => {}
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                h.fail(b"CLIENT_ERROR timed out waiting for the rest of the request\r\n");
+                h.fail("timed out waiting for the rest of the request");
                 rbuf.clear();
                 closing = true;
             }

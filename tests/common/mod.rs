@@ -73,7 +73,46 @@ fn ephemeral_low() -> u32 {
         .unwrap_or(32_768)
 }
 
+/// True if a socket on this machine is listening on TCP `port` (any local address).
+///
+/// Read from /proc/net/tcp{,6} instead of probing with a connection: a probe is a real client
+/// to the server, so it would count against a `client_connections` limit and in connection
+/// stats until the server noticed it had closed, and tests of either would race with it.
+/// Falls back to a probe where /proc is unreadable.
+pub fn tcp_listening(port: u16) -> bool {
+    let local = format!(":{port:04X}");
+    let mut readable = false;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        readable = true;
+        // columns: sl local_address rem_address st ...; st 0A is LISTEN
+        let listening = text.lines().skip(1).any(|line| {
+            let cols: Vec<&str> = line.split_whitespace().take(4).collect();
+            cols.len() == 4 && cols[1].ends_with(&local) && cols[3] == "0A"
+        });
+        if listening {
+            return true;
+        }
+    }
+    !readable && accepts(&format!("127.0.0.1:{port}"))
+}
+
+/// True if a unix socket is listening at `path`, read from /proc/net/unix for the same
+/// reason as [`tcp_listening`] (flag 00010000 is `__SO_ACCEPTCON`, i.e. listening).
+pub fn unix_listening(path: &str) -> bool {
+    match std::fs::read_to_string("/proc/net/unix") {
+        Ok(text) => text.lines().skip(1).any(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            cols.len() == 8 && cols[3] == "00010000" && cols[7] == path
+        }),
+        Err(_) => std::os::unix::net::UnixStream::connect(path).is_ok(),
+    }
+}
+
 /// True if something accepts a TCP connection on `addr` (`host:port`) within 200 ms.
+/// Note that this *is* a client connection to the server; see [`tcp_listening`].
 pub fn accepts(addr: &str) -> bool {
     let Ok(addrs) = addr.to_socket_addrs() else {
         return false;

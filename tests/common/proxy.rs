@@ -3,9 +3,8 @@
 //! Running the real binary (not the library in-process) tests what operators run: argument
 //! parsing, config loading, signals, exit codes and logs included.
 
-use super::{accepts, wait_until, TempDir};
+use super::{accepts, tcp_listening, unix_listening, wait_until, TempDir};
 use std::fs::File;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -34,8 +33,8 @@ impl Proxy {
         Self::start_with(yaml, &[])
     }
 
-    /// Like [`start`](Self::start), with more command-line arguments. Returns once every
-    /// `listen:` address in `yaml` accepts connections; panics with the proxy's stderr if it
+    /// Like [`start`](Self::start), with more command-line arguments. Returns once the proxy
+    /// listens on every `listen:` address in `yaml`; panics with the proxy's stderr if it
     /// exits first or is not listening within 10 s.
     pub fn start_with(yaml: &str, extra_args: &[&str]) -> Proxy {
         let dir = TempDir::new("shardproxy");
@@ -174,11 +173,17 @@ pub fn listen_addrs(yaml: &str) -> Vec<String> {
         .collect()
 }
 
-/// True if `listen` (as returned by [`listen_addrs`]) accepts a connection.
+/// True if the proxy listens on `listen` (as returned by [`listen_addrs`]). Checked without
+/// connecting, so start-up leaves no connection behind in the proxy's limits or stats.
 fn listening(listen: &str) -> bool {
     if listen.starts_with('/') {
-        UnixStream::connect(listen).is_ok()
-    } else {
-        accepts(listen)
+        return unix_listening(listen);
+    }
+    match listen
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+    {
+        Some(port) => tcp_listening(port),
+        None => accepts(listen),
     }
 }

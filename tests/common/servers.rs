@@ -47,7 +47,7 @@ impl Backend {
         unreachable!()
     }
 
-    /// Runs the process and waits up to 5 s until it accepts TCP connections.
+    /// Runs the process and waits up to 5 s until it listens on its port.
     fn spawn(&mut self) -> Result<(), String> {
         let log_path = self.dir.join("server.log");
         let log = File::create(&log_path).map_err(|e| format!("create log: {e}"))?;
@@ -58,11 +58,11 @@ impl Backend {
             .stderr(log)
             .spawn()
             .map_err(|e| format!("spawn {:?}: {e}", self.program))?;
-        let addr = format!("127.0.0.1:{}", self.port);
+        let (addr, port) = (format!("127.0.0.1:{}", self.port), self.port);
         let mut exited = None;
         let up = wait_until(Duration::from_secs(5), || {
             exited = child.try_wait().ok().flatten();
-            exited.is_some() || super::accepts(&addr)
+            exited.is_some() || super::tcp_listening(port)
         });
         let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
         if let Some(status) = exited {

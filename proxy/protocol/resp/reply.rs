@@ -1,0 +1,137 @@
+//! Backend-side RESP2: frames the replies a Redis server sends, no IO.
+//!
+//! Replies may nest (EVAL, SCAN, GEO, XREAD return arrays of arrays), so framing walks a
+//! count stack rather than recursing; depth and lengths are bounded so that a corrupt stream
+//! is detected instead of waited on. Replies are passed to clients byte for byte; the proxy
+//! only looks inside them to merge split commands (MGET elements, summed integers).
+
+use memchr::memchr;
+
+/// The backend sent something that is not RESP2: its stream can't be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("backend protocol error: {0}")]
+pub struct BadReply(pub &'static str);
+
+/// Deepest nesting accepted in a reply (Redis's own replies nest a handful of levels; Lua can
+/// return deeper tables, up to its own limits).
+const MAX_DEPTH: usize = 1000;
+/// Longest simple line (status, error, integer, length) accepted.
+const MAX_LINE: usize = 64 * 1024;
+
+/// Length of the complete reply at the start of `buf`, or None if more bytes are needed.
+pub fn frame_reply(buf: &[u8], max_bulk: usize) -> Result<Option<usize>, BadReply> {
+    let mut pos = 0;
+    // Elements still expected at each open array level.
+    let mut pending: Vec<i64> = Vec::new();
+    loop {
+        let Some(&kind) = buf.get(pos) else {
+            return Ok(None);
+        };
+        let Some(end) = line_end(buf, pos)? else {
+            return Ok(None);
+        };
+        let text = &buf[pos + 1..end - 2];
+        pos = end;
+        match kind {
+            b'+' | b'-' => {}
+            b':' => {
+                parse_int(text).ok_or(BadReply("bad integer reply"))?;
+            }
+            b'$' => {
+                let n = parse_int(text).ok_or(BadReply("bad bulk length"))?;
+                if n >= 0 {
+                    let n = n as usize;
+                    if n > max_bulk {
+                        return Err(BadReply("bulk length beyond the limit"));
+                    }
+                    if buf.len() < pos + n + 2 {
+                        return Ok(None);
+                    }
+                    if &buf[pos + n..pos + n + 2] != b"\r\n" {
+                        return Err(BadReply("bulk not terminated by CRLF"));
+                    }
+                    pos += n + 2;
+                } else if n != -1 {
+                    return Err(BadReply("bad bulk length"));
+                }
+            }
+            b'*' => {
+                let n = parse_int(text).ok_or(BadReply("bad array length"))?;
+                if n > 0 {
+                    if pending.len() == MAX_DEPTH {
+                        return Err(BadReply("reply nested too deeply"));
+                    }
+                    pending.push(n);
+                    continue;
+                } else if n < -1 {
+                    return Err(BadReply("bad array length"));
+                }
+            }
+            _ => return Err(BadReply("unknown reply type")),
+        }
+        // One element done: close every array it completes.
+        loop {
+            match pending.last_mut() {
+                None => return Ok(Some(pos)),
+                Some(left) => {
+                    *left -= 1;
+                    if *left > 0 {
+                        break;
+                    }
+                    pending.pop();
+                }
+            }
+        }
+    }
+}
+
+/// End (after CRLF) of the line starting at `pos`.
+fn line_end(buf: &[u8], pos: usize) -> Result<Option<usize>, BadReply> {
+    let window = &buf[pos..buf.len().min(pos + MAX_LINE)];
+    match memchr(b'\n', window) {
+        Some(i) if i >= 1 && window[i - 1] == b'\r' => Ok(Some(pos + i + 1)),
+        Some(_) => Err(BadReply("line not terminated by CRLF")),
+        None if window.len() == MAX_LINE => Err(BadReply("reply line too long")),
+        None => Ok(None),
+    }
+}
+
+fn parse_int(text: &[u8]) -> Option<i64> {
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
+/// The integer of a `:N` reply.
+pub fn integer(reply: &[u8]) -> Option<i64> {
+    reply
+        .strip_prefix(b":")
+        .and_then(|r| r.strip_suffix(b"\r\n"))
+        .and_then(parse_int)
+}
+
+/// Whether a reply is an error (`-...`).
+pub fn is_error(reply: &[u8]) -> bool {
+    reply.first() == Some(&b'-')
+}
+
+/// Whether a reply is the null bulk string (a miss for GET).
+pub fn is_nil(reply: &[u8]) -> bool {
+    reply == b"$-1\r\n"
+}
+
+/// The elements of a framed array reply, each as its own complete framed reply. None if the
+/// reply is not an array.
+pub fn array_elements(reply: &[u8]) -> Option<Vec<&[u8]>> {
+    if reply.first() != Some(&b'*') {
+        return None;
+    }
+    let end = memchr(b'\n', reply)? + 1;
+    let n = parse_int(&reply[1..end - 2])?;
+    let mut out = Vec::with_capacity(n.max(0) as usize);
+    let mut pos = end;
+    for _ in 0..n.max(0) {
+        let len = frame_reply(&reply[pos..], usize::MAX).ok()??;
+        out.push(&reply[pos..pos + len]);
+        pos += len;
+    }
+    Some(out)
+}

@@ -1,0 +1,485 @@
+//! The Redis side of a client session: checks each command against Redis's command table,
+//! routes it by its keys, splits the multi-key commands that can be split (MGET, MSET, DEL,
+//! UNLINK, TOUCH, EXISTS) and merges their replies, and answers connection commands itself
+//! (see `redis_local`).
+
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::rc::Rc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::{redis_local, Flow, Handler};
+use crate::backend::{BackendError, Framing, Outcome, ReplySink, Target};
+use crate::protocol::resp::commands::{self, cat, flag, CommandSpec, KeyError};
+use crate::protocol::resp::{encode, reply, Limits, Parser, Step};
+use crate::server::WorkerPool;
+
+/// A reply owed to the client, in request order.
+pub(super) enum Entry {
+    Ready(Bytes),
+    /// One backend request passed through; `get` marks a GET (for hit/miss counts).
+    Single {
+        slot: u32,
+        get: bool,
+    },
+    /// MGET split over servers: each key's fragment, in request order.
+    Mget {
+        keys: Vec<u32>,
+        slots: Vec<u32>,
+    },
+    /// DEL, UNLINK, TOUCH, EXISTS split over servers: integer replies summed.
+    Sum {
+        slots: Vec<u32>,
+    },
+    /// MSET split over servers: `+OK` when every fragment said so.
+    AllOk {
+        slots: Vec<u32>,
+    },
+}
+
+pub struct RedisSession {
+    pub(super) pool: Rc<WorkerPool>,
+    sink: Rc<ReplySink>,
+    pub(super) entries: VecDeque<Entry>,
+    parser: Parser,
+    pub(super) authenticated: bool,
+    pub(super) name: Option<Bytes>,
+    pub(super) id: u64,
+    keys: Vec<usize>,
+}
+
+/// How a multi-key command that can be split is split and merged.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Split {
+    Mget,
+    Mset,
+    Sum,
+}
+
+impl RedisSession {
+    pub fn new(pool: Rc<WorkerPool>, sink: Rc<ReplySink>, id: u64) -> RedisSession {
+        let authenticated = pool.table.config.redis_auth.is_none();
+        RedisSession {
+            pool,
+            sink,
+            entries: VecDeque::new(),
+            parser: Parser::default(),
+            authenticated,
+            name: None,
+            id,
+            keys: Vec::new(),
+        }
+    }
+
+    pub(super) fn ready(&mut self, reply: Bytes) {
+        self.entries.push_back(Entry::Ready(reply));
+    }
+
+    pub(super) fn error(&mut self, message: &str) {
+        let mut out = Vec::with_capacity(message.len() + 3);
+        encode::error(&mut out, message);
+        self.ready(out.into());
+    }
+
+    fn dispatch(&mut self, args: &[Range<usize>], frame: Bytes) -> Flow {
+        let argv: Vec<&[u8]> = args.iter().map(|r| &frame[r.clone()]).collect();
+        let stats = &self.pool.table.stats;
+        let Some(mut spec) = commands::lookup(argv[0]) else {
+            if argv[0].eq_ignore_ascii_case(b"post") || argv[0].eq_ignore_ascii_case(b"host:") {
+                return Flow::Close; // an HTTP request at a Redis port: close, as Redis does
+            }
+            stats.client_protocol_errors.inc();
+            self.error(&redis_local::unknown_command(&argv));
+            return Flow::Continue;
+        };
+        if !self.authenticated && !matches!(spec.name, "auth" | "hello" | "quit") {
+            self.ready(Bytes::from_static(b"-NOAUTH Authentication required.\r\n"));
+            return Flow::Continue;
+        }
+        if !spec.arity_ok(argv.len()) {
+            stats.client_protocol_errors.inc();
+            self.error(&format!(
+                "ERR wrong number of arguments for '{}' command",
+                spec.name
+            ));
+            return Flow::Continue;
+        }
+        if spec.is_container() {
+            match commands::lookup_sub(spec, argv[1]) {
+                Some(sub) => spec = sub,
+                None if spec.name == "client" || spec.name == "command" => {}
+                None => {
+                    stats.client_protocol_errors.inc();
+                    self.error(&format!(
+                        "ERR unknown subcommand '{}'. Try {} HELP.",
+                        String::from_utf8_lossy(argv[1]),
+                        spec.name.to_ascii_uppercase()
+                    ));
+                    return Flow::Continue;
+                }
+            }
+            if !spec.arity_ok(argv.len()) {
+                stats.client_protocol_errors.inc();
+                self.error(&format!(
+                    "ERR wrong number of arguments for '{}' command",
+                    spec.name
+                ));
+                return Flow::Continue;
+            }
+        }
+        if let Some(flow) = redis_local::answer(self, spec, &argv) {
+            return flow;
+        }
+        match spec.name {
+            "mget" => self.split(Split::Mget, &argv, frame.clone(), 1, 1),
+            "mset" => self.split(Split::Mset, &argv, frame.clone(), 1, 2),
+            "del" | "unlink" | "touch" | "exists" => {
+                self.split(Split::Sum, &argv, frame.clone(), 1, 1)
+            }
+            _ => self.keyed(spec, &argv, frame.clone()),
+        }
+        Flow::Continue
+    }
+
+    /// A command routed whole to the server of its keys.
+    fn keyed(&mut self, spec: &CommandSpec, argv: &[&[u8]], frame: Bytes) {
+        if let Some(reason) = unsupported(spec, argv) {
+            self.pool.table.stats.client_protocol_errors.inc();
+            self.error(&format!(
+                "ERR command '{}' is not supported by shardproxy: {reason}",
+                spec.name.replace('|', " ")
+            ));
+            return;
+        }
+        let server = match spec.single_key() {
+            Some(i) => self.pool.server_for(argv[i]),
+            None => {
+                let mut keys = std::mem::take(&mut self.keys);
+                keys.clear();
+                let found = commands::keys(spec, argv, &mut keys);
+                let routed = match found {
+                    Err(KeyError::BadNumKeys) => {
+                        Err("ERR Number of keys can't be greater than number of args")
+                    }
+                    Ok(()) if keys.is_empty() => {
+                        Err("ERR shardproxy cannot route a command without keys")
+                    }
+                    Ok(()) => {
+                        let first = self.pool.server_for(argv[keys[0]]);
+                        if keys.iter().all(|&k| self.pool.server_for(argv[k]) == first) {
+                            Ok(first)
+                        } else {
+                            Err("CROSSSLOT Keys in request don't hash to the same server (use a hash tag)")
+                        }
+                    }
+                };
+                self.keys = keys;
+                match routed {
+                    Ok(server) => server,
+                    Err(message) => {
+                        self.pool.table.stats.client_protocol_errors.inc();
+                        self.error(message);
+                        return;
+                    }
+                }
+            }
+        };
+        let get = spec.name == "get";
+        if get {
+            self.pool.table.stats.cmd_get.inc();
+        }
+        let Some(server) = server else {
+            self.pool.table.stats.forward_error.inc();
+            self.error("ERR no server available");
+            return;
+        };
+        let slot = self.sink.alloc();
+        self.pool.servers[server].conn().send(
+            Framing::Resp,
+            Target::Slot(self.sink.clone(), slot),
+            |dst| dst.put_slice(&frame),
+        );
+        self.entries.push_back(Entry::Single { slot, get });
+    }
+
+    /// MGET / MSET / DEL-like: one request per server, keys (and values) in request order.
+    fn split(&mut self, how: Split, argv: &[&[u8]], frame: Bytes, first: usize, step: usize) {
+        let stats = &self.pool.table.stats;
+        let servers: Vec<u32> = (first..argv.len())
+            .step_by(step)
+            .map(|i| self.pool.server_for(argv[i]).map_or(u32::MAX, |s| s as u32))
+            .collect();
+        if how == Split::Mget {
+            stats.cmd_get.add(servers.len() as u64);
+        }
+        if servers.iter().all(|&s| s == servers[0]) && servers[0] != u32::MAX {
+            let slot = self.sink.alloc();
+            self.pool.servers[servers[0] as usize].conn().send(
+                Framing::Resp,
+                Target::Slot(self.sink.clone(), slot),
+                |dst| dst.put_slice(&frame),
+            );
+            self.entries.push_back(match how {
+                Split::Mget => Entry::Mget {
+                    keys: vec![0; servers.len()],
+                    slots: vec![slot],
+                },
+                _ => Entry::Single { slot, get: false },
+            });
+            return;
+        }
+        let mut order: Vec<u32> = Vec::new();
+        let keys: Vec<u32> = servers
+            .iter()
+            .map(|&s| match order.iter().position(|&o| o == s) {
+                Some(i) => i as u32,
+                None => {
+                    order.push(s);
+                    (order.len() - 1) as u32
+                }
+            })
+            .collect();
+        stats.fragments.add(order.len() as u64);
+        let mut slots = Vec::with_capacity(order.len());
+        for (frag, &server) in order.iter().enumerate() {
+            let slot = self.sink.alloc();
+            slots.push(slot);
+            let target = Target::Slot(self.sink.clone(), slot);
+            if server == u32::MAX {
+                target.deliver(Err(BackendError::Io("no server available".into())));
+                continue;
+            }
+            let mine: Vec<usize> = keys
+                .iter()
+                .enumerate()
+                .filter(|(_, &f)| f == frag as u32)
+                .map(|(i, _)| i)
+                .collect();
+            self.pool.servers[server as usize]
+                .conn()
+                .send(Framing::Resp, target, |dst| {
+                    encode::array_header(dst, 1 + mine.len() * step);
+                    encode::bulk(dst, argv[0]);
+                    for &k in &mine {
+                        for arg in &argv[first + k * step..first + (k + 1) * step] {
+                            encode::bulk(dst, arg);
+                        }
+                    }
+                });
+        }
+        self.entries.push_back(match how {
+            Split::Mget => Entry::Mget { keys, slots },
+            Split::Sum => Entry::Sum { slots },
+            Split::Mset => Entry::AllOk { slots },
+        });
+    }
+
+    fn emit(&mut self, entry: Entry, out: &mut BytesMut) {
+        let stats = &self.pool.table.stats;
+        match entry {
+            Entry::Ready(bytes) => out.put_slice(&bytes),
+            Entry::Single { slot, get } => match self.sink.take(slot) {
+                Ok(r) => {
+                    if get && !reply::is_error(&r) {
+                        if reply::is_nil(&r) {
+                            stats.get_misses.inc()
+                        } else {
+                            stats.get_hits.inc()
+                        }
+                    }
+                    out.put_slice(&r);
+                }
+                Err(e) => put_error(out, &e, stats),
+            },
+            Entry::Mget { keys, slots } => {
+                let replies: Vec<Outcome> = slots.iter().map(|&s| self.sink.take(s)).collect();
+                let parts: Vec<Result<Vec<&[u8]>, Vec<u8>>> = replies
+                    .iter()
+                    .map(|r| match r {
+                        Ok(r) => reply::array_elements(r).ok_or_else(|| r.to_vec()),
+                        Err(e) => {
+                            let mut line = Vec::new();
+                            encode::error(&mut line, &format!("ERR {e}"));
+                            Err(line)
+                        }
+                    })
+                    .collect();
+                let mut cursors = vec![0usize; parts.len()];
+                encode::array_header(out, keys.len());
+                for &f in &keys {
+                    let f = f as usize;
+                    match &parts[f] {
+                        Ok(elems) => {
+                            let elem = elems.get(cursors[f]).copied().unwrap_or(&b"$-1\r\n"[..]);
+                            cursors[f] += 1;
+                            if reply::is_nil(elem) {
+                                stats.get_misses.inc()
+                            } else {
+                                stats.get_hits.inc()
+                            }
+                            out.put_slice(elem);
+                        }
+                        Err(line) => {
+                            stats.get_lost.inc();
+                            out.put_slice(line);
+                        }
+                    }
+                }
+            }
+            Entry::Sum { slots } => {
+                let mut sum = 0i64;
+                let mut failure: Option<Vec<u8>> = None;
+                for slot in slots {
+                    match self.sink.take(slot) {
+                        Ok(r) => match reply::integer(&r) {
+                            Some(n) => sum += n,
+                            None => {
+                                failure.get_or_insert_with(|| r.to_vec());
+                            }
+                        },
+                        Err(e) => {
+                            failure.get_or_insert_with(|| error_line(&e));
+                        }
+                    }
+                }
+                match failure {
+                    Some(line) => out.put_slice(&line),
+                    None => encode::integer(out, sum),
+                }
+            }
+            Entry::AllOk { slots } => {
+                let mut failure: Option<Vec<u8>> = None;
+                for slot in slots {
+                    match self.sink.take(slot) {
+                        Ok(r) if r.as_ref() == b"+OK\r\n" => {}
+                        Ok(r) => {
+                            failure.get_or_insert_with(|| r.to_vec());
+                        }
+                        Err(e) => {
+                            failure.get_or_insert_with(|| error_line(&e));
+                        }
+                    }
+                }
+                out.put_slice(failure.as_deref().unwrap_or(b"+OK\r\n"));
+            }
+        }
+    }
+
+    fn entry_done(&self, entry: &Entry) -> bool {
+        match entry {
+            Entry::Ready(_) => true,
+            Entry::Single { slot, .. } => self.sink.is_done(*slot),
+            Entry::Mget { slots, .. } | Entry::Sum { slots } | Entry::AllOk { slots } => {
+                slots.iter().all(|&s| self.sink.is_done(s))
+            }
+        }
+    }
+}
+
+fn error_line(e: &BackendError) -> Vec<u8> {
+    let mut line = Vec::new();
+    encode::error(&mut line, &format!("ERR {e}"));
+    line
+}
+
+fn put_error(out: &mut BytesMut, e: &BackendError, stats: &crate::stats::PoolStats) {
+    stats.forward_error.inc();
+    encode::error(out, &format!("ERR {e}"));
+}
+
+/// Why a command cannot be served through a sharding proxy, if it cannot.
+fn unsupported(spec: &CommandSpec, argv: &[&[u8]]) -> Option<&'static str> {
+    let blocks = match spec.name {
+        // XREAD and XREADGROUP only block with BLOCK; without it they are plain reads.
+        "xread" | "xreadgroup" => argv.iter().any(|a| a.eq_ignore_ascii_case(b"block")),
+        _ => spec.has_flag(flag::BLOCKING) || spec.in_category(cat::BLOCKING),
+    };
+    if blocks {
+        return Some("blocking commands would stall a backend connection shared by other clients");
+    }
+    if spec.in_category(cat::PUBSUB) {
+        return Some("publish/subscribe needs a dedicated connection");
+    }
+    if spec.in_category(cat::TRANSACTION) {
+        return Some("transactions cannot span the servers of a pool");
+    }
+    match spec.name {
+        "move" | "migrate" | "swapdb" => {
+            return Some("databases and instances are managed by the proxy")
+        }
+        "client" | "command" => return Some("unknown subcommand"),
+        _ => {}
+    }
+    if spec.key_specs.is_empty() {
+        return Some("it has no key to route by");
+    }
+    None
+}
+
+impl Handler for RedisSession {
+    fn handle_input(&mut self, input: &mut BytesMut, max_in_flight: usize) -> Flow {
+        loop {
+            if input.is_empty() || self.entries.len() >= max_in_flight {
+                return Flow::Continue;
+            }
+            let limits = if self.authenticated {
+                Limits::DEFAULT
+            } else {
+                Limits::UNAUTHENTICATED
+            };
+            match self.parser.parse(input, &limits) {
+                Step::Incomplete => return Flow::Continue,
+                Step::Skip { len } => input.advance(len),
+                Step::Error(e) => {
+                    self.pool.table.stats.client_protocol_errors.inc();
+                    self.error(&format!("ERR {}", e.0));
+                    input.clear();
+                    return Flow::Close;
+                }
+                Step::Array { args, len } => {
+                    let frame = input.split_to(len).freeze();
+                    let flow = self.dispatch(&args, frame);
+                    self.parser.recycle(args);
+                    if flow == Flow::Close {
+                        return Flow::Close;
+                    }
+                }
+                Step::Inline { resp, len } => {
+                    input.advance(len);
+                    let frame = Bytes::from(resp);
+                    let Step::Array { args, .. } =
+                        Parser::default().parse(&frame, &Limits::DEFAULT)
+                    else {
+                        unreachable!("an inline request re-encodes as a valid array");
+                    };
+                    if self.dispatch(&args, frame) == Flow::Close {
+                        return Flow::Close;
+                    }
+                }
+            }
+        }
+    }
+
+    fn drain_replies(&mut self, out: &mut BytesMut, limit: usize) {
+        while let Some(entry) = self.entries.front() {
+            if out.len() >= limit || !self.entry_done(entry) {
+                return;
+            }
+            let entry = self.entries.pop_front().expect("front exists");
+            self.emit(entry, out);
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn fail(&mut self, message: &'static str) {
+        self.error(&format!("ERR {message}"));
+    }
+
+    fn mid_request(&self, input: &BytesMut) -> bool {
+        self.parser.in_progress() || !input.is_empty()
+    }
+}
