@@ -36,10 +36,9 @@ pub(super) fn answer(s: &mut RedisSession, spec: &CommandSpec, argv: &[&[u8]]) -
                 encode::error(&mut out, "ERR DB index is out of range (shardproxy serves database 0; redis_db picks the backend database)");
             }
         }
-        "client" | "client|setname" | "client|getname" | "client|id" | "client|setinfo"
-        | "client|info" | "client|list" | "client|no-evict" | "client|no-touch" => {
-            client(s, spec.name, argv, &mut out)
-        }
+        // Every CLIENT subcommand is answered here: some (SETINFO, from Redis 7.2) are newer
+        // than the command table, and the rest concern the proxy connection, not a backend.
+        name if name == "client" || name.starts_with("client|") => client(s, argv, &mut out),
         "command" | "command|count" | "command|docs" | "command|info" | "command|list"
         | "command|getkeys" => command(spec.name, argv, &mut out),
         "info" => encode::bulk(&mut out, info(s).as_bytes()),
@@ -125,9 +124,10 @@ fn hello(s: &mut RedisSession, argv: &[&[u8]], out: &mut Vec<u8>) {
     encode::array_header(out, 0);
 }
 
-fn client(s: &mut RedisSession, name: &str, argv: &[&[u8]], out: &mut Vec<u8>) {
-    match name {
-        "client|setname" => {
+fn client(s: &mut RedisSession, argv: &[&[u8]], out: &mut Vec<u8>) {
+    let sub = String::from_utf8_lossy(argv[1]).to_ascii_lowercase();
+    match sub.as_str() {
+        "setname" if argv.len() == 3 => {
             if argv[2].iter().any(|&b| b <= b' ' || b > b'~') {
                 return encode::error(
                     out,
@@ -137,44 +137,36 @@ fn client(s: &mut RedisSession, name: &str, argv: &[&[u8]], out: &mut Vec<u8>) {
             s.name = (!argv[2].is_empty()).then(|| Bytes::copy_from_slice(argv[2]));
             encode::status(out, "OK");
         }
-        "client|getname" => match &s.name {
+        "getname" => match &s.name {
             Some(n) => encode::bulk(out, n),
             None => encode::nil(out),
         },
-        "client|id" => encode::integer(out, s.id as i64),
+        "id" => encode::integer(out, s.id as i64),
         // Library metadata (lib-name, lib-ver) and eviction flags concern the server the
         // client thinks it talks to; acknowledging them keeps libraries happy.
-        "client|setinfo" | "client|no-evict" | "client|no-touch" => encode::status(out, "OK"),
-        "client|info" | "client|list" => {
+        "setinfo" | "no-evict" | "no-touch" => encode::status(out, "OK"),
+        "info" | "list" => {
             let name = s
                 .name
                 .as_deref()
                 .map(String::from_utf8_lossy)
                 .unwrap_or_default();
+            let pool = &s.pool.table.config.name;
             let line = format!(
-                "id={} name={name} db=0 cmd={} pool={}\n",
-                s.id,
-                name_of(name_for(argv)),
-                s.pool.table.config.name
+                "id={} name={name} db=0 cmd=client|{sub} pool={pool}\n",
+                s.id
             );
             encode::bulk(out, line.as_bytes());
         }
+        "setname" => encode::error(
+            out,
+            "ERR wrong number of arguments for 'client|setname' command",
+        ),
         _ => encode::error(
             out,
-            &format!(
-                "ERR command 'client {}' is not supported by shardproxy",
-                String::from_utf8_lossy(argv.get(1).copied().unwrap_or(b"")).to_lowercase()
-            ),
+            &format!("ERR command 'client {sub}' is not supported by shardproxy"),
         ),
     }
-}
-
-fn name_for<'a>(argv: &[&'a [u8]]) -> &'a [u8] {
-    argv.get(1).copied().unwrap_or(b"")
-}
-
-fn name_of(sub: &[u8]) -> String {
-    format!("client|{}", String::from_utf8_lossy(sub).to_lowercase())
 }
 
 /// `COMMAND` and its subcommands, from the same table the proxy routes with.

@@ -1,1 +1,253 @@
+//! Unit and property tests for the RESP codec and the command table.
 
+use proptest::prelude::*;
+
+use super::commands::{self, flag};
+use super::request::split_args;
+use super::*;
+
+fn parse_all(input: &[u8]) -> Step {
+    Parser::default().parse(input, &Limits::DEFAULT)
+}
+
+fn args_of(input: &[u8]) -> Vec<Vec<u8>> {
+    match parse_all(input) {
+        Step::Array { args, len } => {
+            assert_eq!(len, input.len());
+            args.into_iter().map(|r| input[r].to_vec()).collect()
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn arrays_of_bulk_strings() {
+    assert_eq!(
+        args_of(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"),
+        vec![b"GET".to_vec(), b"k".to_vec()]
+    );
+    assert_eq!(args_of(b"*1\r\n$0\r\n\r\n"), vec![Vec::<u8>::new()]);
+    assert_eq!(parse_all(b"*0\r\n"), Step::Skip { len: 4 });
+    assert_eq!(parse_all(b"*-1\r\n"), Step::Skip { len: 5 });
+}
+
+#[test]
+fn resumes_where_it_stopped() {
+    let input = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nvalue\r\n";
+    let mut p = Parser::default();
+    for cut in 1..input.len() {
+        assert_eq!(
+            p.parse(&input[..cut], &Limits::DEFAULT),
+            Step::Incomplete,
+            "cut {cut}"
+        );
+    }
+    assert!(
+        matches!(p.parse(input, &Limits::DEFAULT), Step::Array { len, .. } if len == input.len())
+    );
+    assert!(!p.in_progress());
+}
+
+#[test]
+fn protocol_errors_match_redis() {
+    let err = |input: &[u8]| match parse_all(input) {
+        Step::Error(e) => e.0,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(err(b"*abc\r\n"), "Protocol error: invalid multibulk length");
+    assert_eq!(
+        err(b"*2147483648\r\n"),
+        "Protocol error: invalid multibulk length"
+    );
+    assert_eq!(
+        err(b"*1\r\n+PING\r\n"),
+        "Protocol error: expected '$', got '+'"
+    );
+    assert_eq!(
+        err(b"*1\r\n*1\r\n"),
+        "Protocol error: expected '$', got '*'"
+    );
+    assert_eq!(
+        err(b"*1\r\n$abc\r\n"),
+        "Protocol error: invalid bulk length"
+    );
+    assert_eq!(err(b"*1\r\n$-1\r\n"), "Protocol error: invalid bulk length");
+    assert_eq!(
+        err(b"*1\r\n$536870913\r\n"),
+        "Protocol error: invalid bulk length"
+    );
+    assert_eq!(
+        err(&[b"*".as_slice(), &[b'1'; 40]].concat()),
+        "Protocol error: too big mbulk count string"
+    );
+    // Redis skips the two bytes after a bulk unread; the proxy checks them.
+    assert_eq!(
+        err(b"*1\r\n$4\r\nPINGXX"),
+        "Protocol error: bulk string not terminated by CRLF"
+    );
+    let unauth = |input: &[u8]| match Parser::default().parse(input, &Limits::UNAUTHENTICATED) {
+        Step::Error(e) => e.0,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        unauth(b"*11\r\n"),
+        "Protocol error: unauthenticated multibulk length"
+    );
+    assert_eq!(
+        unauth(b"*1\r\n$16385\r\n"),
+        "Protocol error: unauthenticated bulk length"
+    );
+}
+
+#[test]
+fn huge_declared_lengths_reserve_nothing() {
+    // A 512 MiB bulk that never arrives is just incomplete: nothing is allocated for it.
+    assert_eq!(parse_all(b"*1\r\n$536870912\r\nabc"), Step::Incomplete);
+}
+
+#[test]
+fn inline_commands() {
+    match parse_all(b"set k \"a b\\x41\\n\" 'it''s'\r\n") {
+        Step::Error(e) => assert_eq!(e.0, "Protocol error: unbalanced quotes in request"),
+        other => panic!("{other:?}"),
+    }
+    match parse_all(b"set k \"a b\\x41\\n\"\r\n") {
+        Step::Inline { resp, len } => {
+            assert_eq!(len, 19);
+            assert_eq!(resp, b"*3\r\n$3\r\nset\r\n$1\r\nk\r\n$5\r\na bA\n\r\n");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(parse_all(b"   \r\n"), Step::Skip { len: 5 });
+    assert_eq!(
+        split_args(b"a 'b\\'c' \"d\""),
+        Some(vec![b"a".to_vec(), b"b'c".to_vec(), b"d".to_vec()])
+    );
+    assert_eq!(split_args(b"\"unterminated"), None);
+    let long = vec![b'x'; 64 * 1024 + 1];
+    assert!(
+        matches!(parse_all(&long), Step::Error(e) if e.0 == "Protocol error: too big inline request")
+    );
+}
+
+#[test]
+fn reply_framing() {
+    let nested = b"*2\r\n*2\r\n:1\r\n$3\r\nabc\r\n*0\r\n";
+    assert_eq!(frame_reply(nested, 1 << 20), Ok(Some(nested.len())));
+    for cut in 0..nested.len() {
+        assert_eq!(frame_reply(&nested[..cut], 1 << 20), Ok(None), "cut {cut}");
+    }
+    assert_eq!(frame_reply(b"$-1\r\n+OK\r\n", 10), Ok(Some(5)));
+    assert_eq!(frame_reply(b"*-1\r\n", 10), Ok(Some(5)));
+    assert_eq!(frame_reply(b"-ERR x\r\n", 10), Ok(Some(8)));
+    assert!(frame_reply(b"!bad\r\n", 10).is_err());
+    assert!(frame_reply(b"$3\r\nabcd\r\n", 10).is_err());
+    assert!(frame_reply(b"$4294967293\r\n", 1 << 20).is_err());
+    let elems = reply::array_elements(b"*3\r\n$1\r\na\r\n$-1\r\n*1\r\n:5\r\n").unwrap();
+    assert_eq!(
+        elems,
+        vec![&b"$1\r\na\r\n"[..], b"$-1\r\n", b"*1\r\n:5\r\n"]
+    );
+    assert_eq!(reply::integer(b":42\r\n"), Some(42));
+}
+
+#[test]
+fn command_table_lookup_and_arity() {
+    let get = lookup(b"GeT").unwrap();
+    assert_eq!((get.name, get.arity, get.single_key()), ("get", 2, Some(1)));
+    assert!(get.arity_ok(2) && !get.arity_ok(3));
+    let mget = lookup(b"mget").unwrap();
+    assert!(mget.arity_ok(2) && mget.arity_ok(10) && !mget.arity_ok(1));
+    assert!(lookup(b"nope").is_none());
+    assert!(lookup(&[b'a'; 100]).is_none());
+    let object = lookup(b"object").unwrap();
+    assert!(object.is_container());
+    assert_eq!(
+        lookup_sub(object, b"ENCODING").unwrap().name,
+        "object|encoding"
+    );
+    assert!(!get.is_container());
+    assert!(lookup(b"blpop").unwrap().has_flag(flag::BLOCKING));
+}
+
+fn keys_of(cmd: &[&str]) -> Result<Vec<String>, commands::KeyError> {
+    let args: Vec<&[u8]> = cmd.iter().map(|s| s.as_bytes()).collect();
+    let spec = lookup(args[0]).unwrap();
+    let mut out = Vec::new();
+    commands::keys(spec, &args, &mut out)?;
+    Ok(out.iter().map(|&i| cmd[i].to_string()).collect())
+}
+
+#[test]
+fn key_specs_find_every_key() {
+    assert_eq!(keys_of(&["mset", "a", "1", "b", "2"]).unwrap(), ["a", "b"]);
+    assert_eq!(
+        keys_of(&["eval", "return 1", "2", "k1", "k2", "arg"]).unwrap(),
+        ["k1", "k2"]
+    );
+    assert_eq!(
+        keys_of(&["eval", "return 1", "0"]).unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        keys_of(&["eval", "return 1", "5", "k"]),
+        Err(commands::KeyError::BadNumKeys)
+    );
+    assert_eq!(
+        keys_of(&["xread", "count", "1", "streams", "s1", "s2", "0", "0"]).unwrap(),
+        ["s1", "s2"]
+    );
+    assert_eq!(
+        keys_of(&["zunionstore", "dst", "2", "a", "b", "weights", "1", "2"]).unwrap(),
+        ["dst", "a", "b"]
+    );
+    assert_eq!(
+        keys_of(&["smove", "src", "dst", "m"]).unwrap(),
+        ["src", "dst"]
+    );
+    assert_eq!(keys_of(&["rename", "a", "b"]).unwrap(), ["a", "b"]);
+    assert_eq!(
+        keys_of(&["lmove", "a", "b", "left", "right"]).unwrap(),
+        ["a", "b"]
+    );
+}
+
+proptest! {
+    /// No input panics the request parser, and it never claims more bytes than it was given.
+    #[test]
+    fn request_parser_never_panics(input in proptest::collection::vec(any::<u8>(), 0..256)) {
+        match Parser::default().parse(&input, &Limits::DEFAULT) {
+            Step::Array { len, .. } | Step::Inline { len, .. } | Step::Skip { len } => prop_assert!(len <= input.len()),
+            Step::Incomplete | Step::Error(_) => {}
+        }
+    }
+
+    /// No backend bytes panic the reply framer.
+    #[test]
+    fn reply_framer_never_panics(input in proptest::collection::vec(any::<u8>(), 0..256)) {
+        if let Ok(Some(n)) = frame_reply(&input, 1 << 20) {
+            prop_assert!(n <= input.len());
+        }
+    }
+
+    /// Any array of binary-safe arguments round-trips through the encoder and the parser,
+    /// whole or fed byte by byte.
+    #[test]
+    fn round_trip(args in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..8)) {
+        let mut wire = Vec::new();
+        encode::command(&mut wire, args.iter().map(|a| a.as_slice()));
+        let mut p = Parser::default();
+        for cut in 1..wire.len() {
+            prop_assert_eq!(p.parse(&wire[..cut], &Limits::DEFAULT), Step::Incomplete);
+        }
+        match p.parse(&wire, &Limits::DEFAULT) {
+            Step::Array { args: got, len } => {
+                prop_assert_eq!(len, wire.len());
+                let got: Vec<Vec<u8>> = got.into_iter().map(|r| wire[r].to_vec()).collect();
+                prop_assert_eq!(got, args);
+            }
+            other => prop_assert!(false, "{:?}", other),
+        }
+        prop_assert_eq!(frame_reply(&wire, 1 << 20), Ok(Some(wire.len())));
+    }
+}
