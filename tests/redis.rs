@@ -527,3 +527,30 @@ fn redis_benchmark_and_redis_cli_run_cleanly() {
     assert_eq!(cli(&["get", "cli"]), "works");
     assert_eq!(cli(&["ping"]), "PONG");
 }
+
+#[test]
+fn a_backend_oom_error_reaches_only_the_request_it_answers() {
+    // One server, over its memory limit: writes are refused with -OOM, reads still work.
+    let server = Redis::start();
+    let big = "x".repeat(3 * 1024 * 1024);
+    assert_eq!(server.cmd(&["SET", "big", &big]), b"+OK\r\n");
+    assert_eq!(
+        server.cmd(&["CONFIG", "SET", "maxmemory", "2mb"]),
+        b"+OK\r\n"
+    );
+    assert_eq!(
+        server.cmd(&["SET", "small", "v"]).get(..5),
+        Some(&b"-OOM "[..])
+    );
+    let p = pool_with(vec![server], "");
+    let mut c = p.raw();
+    // Pipelined on the same backend connection: the -OOM answers the SET only.
+    let mut batch = resp_cmd(&[b"SET", b"k", b"v"]);
+    batch.extend(resp_cmd(&[b"GET", b"small2"]));
+    batch.extend(resp_cmd(&[b"STRLEN", b"big"]));
+    c.send(&batch);
+    assert!(c.read_resp().starts_with(b"-OOM command not allowed"));
+    assert_eq!(c.read_resp(), b"$-1\r\n");
+    assert_eq!(c.read_resp(), format!(":{}\r\n", big.len()).as_bytes());
+    assert_eq!(cmd(&mut c, &["PING"]), b"+PONG\r\n");
+}

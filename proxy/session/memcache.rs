@@ -349,12 +349,12 @@ impl Handler for McSession {
         }
     }
 
-    fn drain_replies(&mut self, out: &mut BytesMut, limit: usize) {
-        while let Some(entry) = self.entries.front() {
-            if out.len() >= limit || !self.entry_done(entry) {
-                return;
-            }
-            let entry = self.entries.pop_front().expect("front exists");
+    fn front_ready(&self) -> bool {
+        self.entries.front().is_some_and(|e| self.entry_done(e))
+    }
+
+    fn emit_front(&mut self, out: &mut BytesMut) {
+        if let Some(entry) = self.entries.pop_front() {
             self.emit(entry, out);
         }
     }

@@ -49,9 +49,17 @@ pub trait Handler {
     /// Parses and dispatches every complete request at the front of `input`, consuming it.
     /// Must stop early (leaving input) once `in_flight()` reaches `max_in_flight`.
     fn handle_input(&mut self, input: &mut BytesMut, max_in_flight: usize) -> Flow;
+    /// Whether the oldest reply owed to the client is complete.
+    fn front_ready(&self) -> bool;
+    /// Writes the oldest reply owed (call only when [`front_ready`](Self::front_ready)).
+    fn emit_front(&mut self, out: &mut BytesMut);
     /// Appends, in request order, the replies that are ready, stopping once `out` holds
     /// `limit` bytes (the rest stay queued until the client reads).
-    fn drain_replies(&mut self, out: &mut BytesMut, limit: usize);
+    fn drain_replies(&mut self, out: &mut BytesMut, limit: usize) {
+        while out.len() < limit && self.front_ready() {
+            self.emit_front(out);
+        }
+    }
     /// Requests dispatched whose replies are not yet drained.
     fn in_flight(&self) -> usize;
     /// Queues a final error reply (after the replies already owed) before the driver closes;

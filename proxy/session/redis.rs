@@ -97,17 +97,11 @@ impl RedisSession {
             self.ready(Bytes::from_static(b"-NOAUTH Authentication required.\r\n"));
             return Flow::Continue;
         }
-        if !spec.arity_ok(argv.len()) {
-            stats.client_protocol_errors.inc();
-            self.error(&format!(
-                "ERR wrong number of arguments for '{}' command",
-                spec.name
-            ));
-            return Flow::Continue;
-        }
-        if spec.is_container() {
+        if spec.is_container() && argv.len() > 1 {
             match commands::lookup_sub(spec, argv[1]) {
                 Some(sub) => spec = sub,
+                // CLIENT and COMMAND subcommands are all answered by the proxy, including
+                // ones newer than the command table.
                 None if spec.name == "client" || spec.name == "command" => {}
                 None => {
                     stats.client_protocol_errors.inc();
@@ -119,14 +113,14 @@ impl RedisSession {
                     return Flow::Continue;
                 }
             }
-            if !spec.arity_ok(argv.len()) {
-                stats.client_protocol_errors.inc();
-                self.error(&format!(
-                    "ERR wrong number of arguments for '{}' command",
-                    spec.name
-                ));
-                return Flow::Continue;
-            }
+        }
+        if !spec.arity_ok(argv.len()) {
+            stats.client_protocol_errors.inc();
+            self.error(&format!(
+                "ERR wrong number of arguments for '{}' command",
+                spec.name
+            ));
+            return Flow::Continue;
         }
         if let Some(flow) = redis_local::answer(self, spec, &argv) {
             return flow;
@@ -461,12 +455,12 @@ impl Handler for RedisSession {
         }
     }
 
-    fn drain_replies(&mut self, out: &mut BytesMut, limit: usize) {
-        while let Some(entry) = self.entries.front() {
-            if out.len() >= limit || !self.entry_done(entry) {
-                return;
-            }
-            let entry = self.entries.pop_front().expect("front exists");
+    fn front_ready(&self) -> bool {
+        self.entries.front().is_some_and(|e| self.entry_done(e))
+    }
+
+    fn emit_front(&mut self, out: &mut BytesMut) {
+        if let Some(entry) = self.entries.pop_front() {
             self.emit(entry, out);
         }
     }
