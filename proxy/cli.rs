@@ -34,8 +34,8 @@ pub struct Cli {
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Port of the nutcracker-compatible stats server (JSON). Accepted now; the server itself
-    /// is not served yet (memcached pools answer `stats` with the proxy's counters meanwhile).
+    /// Port of the nutcracker-compatible stats server (one JSON document per connection);
+    /// 0 turns it off.
     #[arg(
         short = 's',
         long = "stats-port",
@@ -85,7 +85,8 @@ pub struct Cli {
     #[arg(long = "threads", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
 
-    /// Prometheus /metrics listener, HOST:PORT, or "off". Validated now; not served yet.
+    /// Prometheus listener (GET /metrics, GET /health), HOST:PORT, or "off" (which also stops
+    /// per-request latency recording).
     #[arg(long = "metrics-addr", value_name = "HOST:PORT|off", default_value = "127.0.0.1:9091",
           value_parser = parse_metrics_addr)]
     pub metrics_addr: MetricsAddr,

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use shardproxy::cli::Cli;
+use shardproxy::cli::{Cli, MetricsAddr};
 use shardproxy::{config, server};
 
 fn main() -> ExitCode {
@@ -65,7 +65,10 @@ fn init_logging(cli: &Cli) -> anyhow::Result<()> {
                 .with_writer(Mutex::new(file))
                 .init();
         }
-        None => builder.with_writer(std::io::stderr).init(),
+        None => {
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            builder.with_ansi(ansi).with_writer(std::io::stderr).init()
+        }
     }
     Ok(())
 }
@@ -87,7 +90,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .thread_name("shardproxy-acceptor")
         .build()
         .context("cannot start the runtime")?;
-    let result = runtime.block_on(server::run(config, cli.worker_threads(), shutdown_signal()));
+    let opts = server::Options {
+        threads: cli.worker_threads(),
+        metrics_addr: match cli.metrics_addr {
+            MetricsAddr::Off => None,
+            MetricsAddr::Addr(a) => Some(a),
+        },
+        stats_addr: (cli.stats_port != 0).then(|| (cli.stats_addr.clone(), cli.stats_port)),
+    };
+    let result = runtime.block_on(server::run(config, opts, shutdown_signal()));
     if let Some(pid_file) = &cli.pid_file {
         let _ = std::fs::remove_file(pid_file);
     }

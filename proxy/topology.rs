@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::config::{Config, PoolConfig};
 use crate::protocol::memcache::Limits;
 use crate::ring::{KeyRouter, RingNode};
-use crate::stats::{PoolStats, ServerStats};
+use crate::stats::{Metrics, PoolStats, ServerStats};
 
 /// Everything a worker needs to serve one pool.
 pub struct PoolTable {
@@ -20,7 +20,7 @@ pub struct PoolTable {
 }
 
 impl PoolTable {
-    pub fn build(config: PoolConfig) -> PoolTable {
+    pub fn build(config: PoolConfig, metrics: &Metrics) -> PoolTable {
         let nodes: Vec<RingNode<'_>> = config
             .servers
             .iter()
@@ -34,12 +34,12 @@ impl PoolTable {
         let server_stats = config
             .servers
             .iter()
-            .map(|_| Arc::new(ServerStats::default()))
+            .map(|s| Arc::new(ServerStats::new(metrics, &config.name, &s.name)))
             .collect();
         let limits = Limits::with_item_size_max(config.item_size_max);
         PoolTable {
             router,
-            stats: Arc::new(PoolStats::default()),
+            stats: Arc::new(PoolStats::new(metrics, &config.name, config.redis)),
             server_stats,
             limits,
             config,
@@ -61,14 +61,14 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    pub fn build(config: &Config, generation: u64) -> RouteTable {
+    pub fn build(config: &Config, generation: u64, metrics: &Metrics) -> RouteTable {
         RouteTable {
             generation,
             pools: config
                 .pools
                 .iter()
                 .cloned()
-                .map(|p| Arc::new(PoolTable::build(p)))
+                .map(|p| Arc::new(PoolTable::build(p, metrics)))
                 .collect(),
             started: Instant::now(),
         }

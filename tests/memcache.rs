@@ -6,38 +6,15 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{memcache_pool_yaml, Memcached, Proxy, RawClient};
-
-/// Three memcached servers behind one pool.
-struct Pool {
-    servers: Vec<Memcached>,
-    _proxy: Proxy,
-    port: u16,
-}
+use common::{memcache_pool_yaml, Cluster, Memcached, Proxy, RawClient};
 
 /// Three servers, md5 so that test keys spread (twemproxy's default fnv1a_64 puts sequential
 /// keys on one server; the placement tests cover it).
-fn pool(extra: &str) -> Pool {
-    pool_with(&format!("hash: md5\n{extra}"))
+fn pool(extra: &str) -> Cluster<Memcached> {
+    Cluster::memcached(3, &format!("hash: md5\n{extra}"))
 }
 
-fn pool_with(extra: &str) -> Pool {
-    let servers: Vec<Memcached> = (0..3).map(|_| Memcached::start()).collect();
-    let port = common::free_port();
-    let list: Vec<(u16, u32, Option<&str>)> = servers.iter().map(|s| (s.port, 1, None)).collect();
-    let proxy = Proxy::start(&memcache_pool_yaml("mc", port, &list, extra));
-    Pool {
-        servers,
-        _proxy: proxy,
-        port,
-    }
-}
-
-impl Pool {
-    fn client(&self) -> RawClient {
-        RawClient::connect_port(self.port)
-    }
-
+impl Cluster<Memcached> {
     /// Index of the one server holding `key` (panics if none or several do).
     fn holder(&self, key: &str) -> usize {
         let found: Vec<usize> = (0..self.servers.len())

@@ -6,43 +6,20 @@ mod common;
 
 use std::time::Duration;
 
-use common::{memcache_pool_yaml, Memcached, Proxy, RawClient};
+use common::{Cluster, Memcached, RawClient};
 
-struct Fixture {
-    servers: Vec<Memcached>,
-    proxy: Proxy,
-    port: u16,
+/// Three servers under the default hash: these tests are about parsing, not placement.
+fn fixture(extra: &str) -> Cluster<Memcached> {
+    Cluster::memcached(3, extra)
 }
 
-fn fixture(extra: &str) -> Fixture {
-    let servers: Vec<Memcached> = (0..3).map(|_| Memcached::start()).collect();
-    let port = common::free_port();
-    let list: Vec<(u16, u32, Option<&str>)> = servers.iter().map(|s| (s.port, 1, None)).collect();
-    let proxy = Proxy::start(&memcache_pool_yaml("mc", port, &list, extra));
-    Fixture {
-        servers,
-        proxy,
-        port,
-    }
-}
-
-impl Fixture {
-    fn client(&self) -> RawClient {
-        RawClient::connect_port(self.port)
-    }
-
+impl Cluster<Memcached> {
     /// Commands the backends have processed, summed: proves a refused request never left.
     fn backend_commands(&self) -> u64 {
         self.servers
             .iter()
             .map(|s| s.stat("cmd_get") + s.stat("cmd_set") + s.stat("cmd_touch"))
             .sum()
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.proxy.pid())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 }
 
@@ -218,7 +195,7 @@ fn memory_stays_bounded_under_endless_lines_and_unread_pipelines() {
     set.extend_from_slice(&value);
     set.extend_from_slice(b"\r\n");
     f.client().expect(&set, b"STORED\r\n");
-    let rss_before = f.rss_kib();
+    let rss_before = f.proxy.rss_kib();
     // Pipeline up to 10 million gets (100 GB of replies) without reading any of them; far more
     // than the kernel's socket buffers hold, so the sender must block once the proxy stops
     // reading.
@@ -234,7 +211,7 @@ fn memory_stays_bounded_under_endless_lines_and_unread_pipelines() {
         sent += 1;
     }
     std::thread::sleep(Duration::from_millis(500));
-    let grown = f.rss_kib().saturating_sub(rss_before);
+    let grown = f.proxy.rss_kib().saturating_sub(rss_before);
     eprintln!("sent {sent} chunks, proxy RSS grew by {grown} KiB");
     assert!(
         sent < 10_000,

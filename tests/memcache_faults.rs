@@ -5,35 +5,17 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{memcache_pool_yaml, Memcached, Proxy, RawClient};
+use common::{Cluster, Memcached};
 
-struct Fixture {
-    servers: Vec<Memcached>,
-    _proxy: Proxy,
-    port: u16,
+/// Three servers, md5 so that test keys spread and every server holds some.
+fn fixture(extra: &str) -> Cluster<Memcached> {
+    Cluster::memcached(3, &format!("hash: md5\n{extra}"))
 }
 
-fn fixture(extra: &str) -> Fixture {
-    let servers: Vec<Memcached> = (0..3).map(|_| Memcached::start()).collect();
-    let port = common::free_port();
-    let list: Vec<(u16, u32, Option<&str>)> = servers.iter().map(|s| (s.port, 1, None)).collect();
-    let proxy = Proxy::start(&memcache_pool_yaml(
-        "mc",
-        port,
-        &list,
-        &format!("hash: md5\n{extra}"),
-    ));
-    Fixture {
-        servers,
-        _proxy: proxy,
-        port,
-    }
-}
-
-impl Fixture {
+impl Cluster<Memcached> {
     /// Stores `n` keys through the proxy; returns, per key, the server that holds it.
     fn seed(&self, n: usize) -> Vec<(String, usize)> {
-        let mut c = RawClient::connect_port(self.port);
+        let mut c = self.client();
         (0..n)
             .map(|i| {
                 let key = format!("key:{i}");
@@ -59,7 +41,7 @@ fn a_dead_server_fails_only_its_own_keys() {
     let mut f = fixture("timeout: 1000");
     let keys = f.seed(60);
     f.servers[1].kill();
-    let mut c = RawClient::connect_port(f.port);
+    let mut c = f.client();
     for (key, holder) in &keys {
         c.send(format!("get {key}\r\n").as_bytes());
         if *holder == 1 {
@@ -98,7 +80,7 @@ fn a_frozen_server_times_out_its_keys_only_and_recovers() {
     let f = fixture("timeout: 300");
     let keys = f.seed(30);
     f.servers[0].pause();
-    let mut c = RawClient::connect_port(f.port);
+    let mut c = f.client();
     for (key, holder) in &keys {
         let start = Instant::now();
         c.send(format!("get {key}\r\n").as_bytes());
@@ -143,7 +125,7 @@ fn a_restarted_server_is_reconnected() {
     let keys = f.seed(30);
     let (key, holder) = keys.iter().find(|(_, h)| *h == 2).unwrap().clone();
     f.servers[holder].restart();
-    let mut c = RawClient::connect_port(f.port);
+    let mut c = f.client();
     assert!(common::wait_until(Duration::from_secs(5), || {
         c.send(format!("set {key} 0 0 1\r\nz\r\n").as_bytes());
         c.read_line() == b"STORED\r\n"

@@ -7,45 +7,26 @@ mod common;
 use std::collections::HashMap;
 use std::process::Command;
 
-use common::{redis_pool_yaml, resp_cmd, Proxy, RawClient, Redis};
+use common::{redis_pool_yaml, resp_cmd, Cluster, Proxy, RawClient, Redis};
 use redis::Commands;
 
-struct Pool {
-    servers: Vec<Redis>,
-    _proxy: Proxy,
-    port: u16,
+/// A pool over `servers` with md5, so that test keys spread over them, and a 2 s request
+/// timeout, so that a lost reply fails its request instead of waiting forever (the default).
+fn pool_with(servers: Vec<Redis>, extra: &str) -> Cluster<Redis> {
+    Cluster::redis_with(servers, &format!("hash: md5\ntimeout: 2000\n{extra}"))
 }
 
-fn pool_with(servers: Vec<Redis>, extra: &str) -> Pool {
-    let port = common::free_port();
-    let list: Vec<(u16, u32, Option<&str>)> = servers.iter().map(|s| (s.port, 1, None)).collect();
-    let proxy = Proxy::start(&redis_pool_yaml(
-        "r",
-        port,
-        &list,
-        &format!("hash: md5\ntimeout: 2000\n{extra}"),
-    ));
-    Pool {
-        servers,
-        _proxy: proxy,
-        port,
-    }
-}
-
-fn pool(extra: &str) -> Pool {
+fn pool(extra: &str) -> Cluster<Redis> {
     pool_with((0..3).map(|_| Redis::start()).collect(), extra)
 }
 
-impl Pool {
+impl Cluster<Redis> {
+    /// A connection through the independent `redis` crate.
     fn conn(&self) -> redis::Connection {
         redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
             .unwrap()
             .get_connection()
             .unwrap()
-    }
-
-    fn raw(&self) -> RawClient {
-        RawClient::connect_port(self.port)
     }
 
     /// Index of the one backend holding `key`.
@@ -176,7 +157,7 @@ fn every_data_type_works_through_the_proxy() {
         .unwrap();
     assert_eq!(near, vec!["Catania", "Palermo"]);
     // a backend error passes through unchanged
-    let mut raw = p.raw();
+    let mut raw = p.client();
     assert_eq!(
         cmd(&mut raw, &["LPUSH", "s", "x"]),
         b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
@@ -186,7 +167,7 @@ fn every_data_type_works_through_the_proxy() {
 #[test]
 fn multi_key_commands_span_all_servers() {
     let p = pool("");
-    let mut c = p.raw();
+    let mut c = p.client();
     let keys: Vec<String> = (0..60).map(|i| format!("key:{i}")).collect();
     let mut mset = vec!["MSET".to_string()];
     for k in &keys {
@@ -237,7 +218,7 @@ fn multi_key_commands_span_all_servers() {
 #[test]
 fn hash_tags_keep_related_keys_together() {
     let p = pool("hash_tag: \"{}\"");
-    let mut c = p.raw();
+    let mut c = p.client();
     for i in 0..20 {
         assert_eq!(
             cmd(&mut c, &["SADD", &format!("{{user:{i}}}:a"), "x", "y"]),
@@ -267,7 +248,7 @@ fn hash_tags_keep_related_keys_together() {
     let (a, b) = (0..100)
         .flat_map(|i| (0..100).map(move |j| (format!("a{i}"), format!("b{j}"))))
         .find(|(a, b)| {
-            let mut c2 = p.raw();
+            let mut c2 = p.client();
             cmd(&mut c2, &["SET", a, "1"]);
             cmd(&mut c2, &["SET", b, "1"]);
             p.holder(a) != p.holder(b)
@@ -293,7 +274,7 @@ fn hash_tags_keep_related_keys_together() {
 #[test]
 fn a_pipeline_of_1000_commands_is_answered_in_order() {
     let p = pool("");
-    let mut c = p.raw();
+    let mut c = p.client();
     let mut batch = Vec::new();
     let mut want = Vec::new();
     for i in 0..500 {
@@ -314,7 +295,7 @@ fn a_pipeline_of_1000_commands_is_answered_in_order() {
 #[test]
 fn connection_commands_are_answered_by_the_proxy() {
     let p = pool("");
-    let mut c = p.raw();
+    let mut c = p.client();
     assert_eq!(cmd(&mut c, &["PING"]), b"+PONG\r\n");
     assert_eq!(cmd(&mut c, &["ping", "hi"]), b"$2\r\nhi\r\n");
     assert_eq!(cmd(&mut c, &["ECHO", "x y"]), b"$3\r\nx y\r\n");
@@ -383,7 +364,7 @@ fn auth_and_database_selection() {
         .map(|_| Redis::start_with(&["--requirepass", "s3cret"]))
         .collect();
     let p = pool_with(servers, "redis_auth: s3cret\nredis_db: 2");
-    let mut c = p.raw();
+    let mut c = p.client();
     assert_eq!(
         cmd(&mut c, &["GET", "k"]),
         b"-NOAUTH Authentication required.\r\n"
@@ -394,7 +375,7 @@ fn auth_and_database_selection() {
     );
     assert_eq!(cmd(&mut c, &["AUTH", "default", "s3cret"]), b"+OK\r\n");
     assert_eq!(cmd(&mut c, &["SET", "k", "v"]), b"+OK\r\n");
-    let mut d = p.raw();
+    let mut d = p.client();
     assert_eq!(cmd(&mut d, &["AUTH", "s3cret"]), b"+OK\r\n");
     assert_eq!(cmd(&mut d, &["GET", "k"]), b"$1\r\nv\r\n");
     // The key is in database 2 of its backend: the proxy authenticated and selected for us.
@@ -413,7 +394,7 @@ fn auth_and_database_selection() {
 #[test]
 fn a_dead_server_fails_only_its_keys_and_mget_keeps_the_rest() {
     let mut p = pool("");
-    let mut c = p.raw();
+    let mut c = p.client();
     let keys: Vec<String> = (0..30).map(|i| format!("d{i}")).collect();
     for k in &keys {
         assert_eq!(cmd(&mut c, &["SET", k, k]), b"+OK\r\n");
@@ -543,7 +524,7 @@ fn a_backend_oom_error_reaches_only_the_request_it_answers() {
         Some(&b"-OOM "[..])
     );
     let p = pool_with(vec![server], "");
-    let mut c = p.raw();
+    let mut c = p.client();
     // Pipelined on the same backend connection: the -OOM answers the SET only.
     let mut batch = resp_cmd(&[b"SET", b"k", b"v"]);
     batch.extend(resp_cmd(&[b"GET", b"small2"]));

@@ -5,43 +5,26 @@ mod common;
 
 use std::time::Duration;
 
-use common::{redis_pool_yaml, resp_cmd, Proxy, RawClient, Redis};
+use common::{resp_cmd, Cluster, Redis};
 
-struct Fixture {
-    servers: Vec<Redis>,
-    proxy: Proxy,
-    port: u16,
+/// Two servers under the default hash: these tests are about parsing, not placement.
+fn fixture(extra: &str) -> Cluster<Redis> {
+    Cluster::redis(2, extra)
 }
 
-fn fixture(extra: &str) -> Fixture {
-    let servers: Vec<Redis> = (0..2).map(|_| Redis::start()).collect();
-    let port = common::free_port();
-    let list: Vec<(u16, u32, Option<&str>)> = servers.iter().map(|s| (s.port, 1, None)).collect();
-    let proxy = Proxy::start(&redis_pool_yaml("r", port, &list, extra));
-    Fixture {
-        servers,
-        proxy,
-        port,
-    }
-}
-
-impl Fixture {
+impl Cluster<Redis> {
+    /// Commands the backends have processed, summed: proves a refused request never left.
+    /// Each INFO read here is itself one command per server, which callers allow for.
     fn backend_commands(&self) -> u64 {
-        // Each INFO call is itself a command on that server; subtract it.
         self.servers
             .iter()
             .map(|s| s.info_stat("total_commands_processed"))
             .sum::<u64>()
     }
 
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.proxy.pid())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
-
+    /// The proxy still serves a valid command on a new connection.
     fn still_up(&self) {
-        let mut c = RawClient::connect_port(self.port);
+        let mut c = self.client();
         c.send(&resp_cmd(&[b"SET", b"alive", b"1"]));
         assert_eq!(c.read_resp(), b"+OK\r\n");
     }
@@ -90,7 +73,7 @@ fn broken_framing_gets_redis_errors_and_a_close() {
         ),
     ];
     for (input, reply) in cases {
-        let mut c = RawClient::connect_port(f.port);
+        let mut c = f.client();
         c.send(input);
         assert_eq!(
             common::show(&c.read_exact_bytes(reply.len())),
@@ -101,12 +84,12 @@ fn broken_framing_gets_redis_errors_and_a_close() {
         assert!(c.is_closed(), "{}", common::show(input));
     }
     // Empty arrays are skipped, as Redis does, and the connection goes on.
-    let mut c = RawClient::connect_port(f.port);
+    let mut c = f.client();
     c.send(b"*0\r\n*-1\r\n");
     c.send(&resp_cmd(&[b"PING"]));
     assert_eq!(c.read_resp(), b"+PONG\r\n");
     // An inline request over 64 KiB without a newline.
-    let mut c = RawClient::connect_port(f.port);
+    let mut c = f.client();
     let _ = c.try_send(&vec![b'a'; 70 * 1024]);
     assert_eq!(
         c.read_resp(),
@@ -114,7 +97,7 @@ fn broken_framing_gets_redis_errors_and_a_close() {
     );
     assert!(c.is_closed());
     // An HTTP request at the Redis port: closed without a reply, as Redis does.
-    let mut c = RawClient::connect_port(f.port);
+    let mut c = f.client();
     c.send(b"POST / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(c.is_closed());
     // Nothing above reached a backend (each INFO below counts one command per server).
@@ -125,7 +108,7 @@ fn broken_framing_gets_redis_errors_and_a_close() {
 #[test]
 fn a_bulk_that_never_ends_is_timed_out_and_binary_junk_is_survived() {
     let f = fixture("client_timeout: 300");
-    let mut c = RawClient::connect_port(f.port);
+    let mut c = f.client();
     c.send(b"*2\r\n$3\r\nGET\r\n$100\r\nonly-part");
     assert_eq!(
         c.read_resp(),
@@ -133,7 +116,7 @@ fn a_bulk_that_never_ends_is_timed_out_and_binary_junk_is_survived() {
     );
     assert!(c.is_closed());
     for seed in 0..20u32 {
-        let mut c = RawClient::connect_port(f.port);
+        let mut c = f.client();
         c.set_timeout(Duration::from_millis(300));
         let junk: Vec<u8> = (0..2048u32)
             .map(|i| (i.wrapping_add(seed).wrapping_mul(2654435761) >> 11) as u8)
@@ -147,14 +130,14 @@ fn a_bulk_that_never_ends_is_timed_out_and_binary_junk_is_survived() {
 #[test]
 fn unauthenticated_clients_get_small_limits() {
     let f = fixture("redis_auth: pw");
-    let mut c = RawClient::connect_port(f.port);
+    let mut c = f.client();
     c.send(b"*11\r\n");
     assert_eq!(
         c.read_resp(),
         b"-ERR Protocol error: unauthenticated multibulk length\r\n"
     );
     assert!(c.is_closed());
-    let mut c = RawClient::connect_port(f.port);
+    let mut c = f.client();
     c.send(b"*2\r\n$4\r\nAUTH\r\n$16385\r\n");
     assert_eq!(
         c.read_resp(),
@@ -166,20 +149,20 @@ fn unauthenticated_clients_get_small_limits() {
 #[test]
 fn huge_values_are_framed_with_memory_bounded_by_what_arrives() {
     let f = fixture("");
-    let before = f.rss_kib();
+    let before = f.proxy.rss_kib();
     // Declares 512 MiB, sends 1 MiB, then stops: nothing near the declared size is reserved.
-    let mut c = RawClient::connect_port(f.port);
+    let mut c = f.client();
     c.send(b"*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$536870912\r\n");
     c.send(&vec![b'x'; 1024 * 1024]);
     std::thread::sleep(Duration::from_millis(300));
-    let grown = f.rss_kib().saturating_sub(before);
+    let grown = f.proxy.rss_kib().saturating_sub(before);
     assert!(
         grown < 16 * 1024,
         "RSS grew by {grown} KiB for 1 MiB received"
     );
     drop(c);
     // An 8 MiB value round-trips.
-    let mut c = RawClient::connect_port(f.port);
+    let mut c = f.client();
     let value = vec![b'v'; 8 * 1024 * 1024];
     c.send(&resp_cmd(&[b"SET", b"big", &value]));
     assert_eq!(c.read_resp(), b"+OK\r\n");

@@ -88,6 +88,8 @@ pub struct ConnSettings {
     pub preconnect: bool,
     /// `pool/server`, for logs.
     pub label: Arc<str>,
+    /// Observe each request's latency (a clock read per request): off with `--metrics-addr off`.
+    pub record_latency: bool,
     /// Sent first on every new connection (Redis AUTH/SELECT); its replies are checked and
     /// never reach a client.
     pub handshake: Option<Handshake>,
@@ -97,6 +99,8 @@ struct Pending {
     target: Target,
     framing: Framing,
     deadline: Option<Instant>,
+    /// When the request was queued, for the latency histogram.
+    sent: Option<Instant>,
 }
 
 enum Phase {
@@ -179,11 +183,15 @@ impl BackendConn {
             .request_bytes
             .add((st.wbuf.len() - before) as u64);
         self.stats.in_flight.inc();
-        let deadline = self.settings.timeout.map(|t| Instant::now() + t);
+        let record = self.settings.record_latency;
+        let now = (self.settings.timeout.is_some() || record).then(Instant::now);
+        let deadline = self.settings.timeout.zip(now).map(|(t, now)| now + t);
+        let sent = now.filter(|_| record);
         st.pending.push_back(Pending {
             target,
             framing,
             deadline,
+            sent,
         });
         if st.pending.len() == 1 || before == 0 {
             self.wake.notify_one();
@@ -379,6 +387,9 @@ impl BackendConn {
                 st.pending.pop_front()
             };
             if let Some(p) = done {
+                if let Some(sent) = p.sent {
+                    self.stats.latency.observe(sent.elapsed().as_secs_f64());
+                }
                 self.stats.responses.inc();
                 self.stats.in_flight.dec();
                 p.target.deliver(Ok(reply));

@@ -37,6 +37,14 @@ pub enum BackendError {
 }
 
 impl BackendError {
+    /// The `kind` label this error is counted under (see [`crate::stats::kind`]).
+    pub fn kind(&self) -> usize {
+        match self {
+            BackendError::Timeout => crate::stats::kind::TIMEOUT,
+            _ => crate::stats::kind::CONNECTION,
+        }
+    }
+
     /// The `strerror`-style text of an I/O error, without Rust's "(os error N)" suffix.
     pub fn io(err: &io::Error) -> BackendError {
         let text = err.to_string();

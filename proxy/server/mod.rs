@@ -2,6 +2,8 @@
 //! to a worker in turn. Accepting on one thread keeps the listener logic (unix sockets, client
 //! limits, accept errors) in one place; accepts are rare next to requests.
 
+mod admin;
+mod process;
 mod worker;
 
 use std::future::Future;
@@ -15,6 +17,7 @@ pub use worker::{Handoff, Worker, WorkerPool};
 
 use crate::config::Config;
 use crate::net::{Accepted, ListenOptions, Listener};
+use crate::stats::Metrics;
 use crate::topology::{PoolTable, RouteTable};
 
 /// Why the proxy could not start.
@@ -28,33 +31,77 @@ pub enum StartError {
     },
     #[error("cannot start worker threads: {0}")]
     Threads(io::Error),
+    #[error("cannot listen on {what} {addr}: {error}")]
+    Admin {
+        what: &'static str,
+        addr: String,
+        error: io::Error,
+    },
+}
+
+/// Process options from the command line.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub threads: usize,
+    /// `/metrics` listener; None turns the endpoint and per-request latency recording off.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// nutcracker stats listener (host, port); None when the port is 0.
+    pub stats_addr: Option<(String, u16)>,
 }
 
 /// Runs the proxy until `shutdown` resolves. Must be called inside a Tokio runtime (the
 /// acceptor's); workers get runtimes of their own.
 pub async fn run(
     config: Config,
-    threads: usize,
+    opts: Options,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let table = Arc::new(RouteTable::build(&config, 1));
+    let metrics = Arc::new(Metrics::new());
+    let process = Arc::new(process::ProcessMetrics::new(&metrics));
+    let table = Arc::new(RouteTable::build(&config, 1, &metrics));
+    process.config_generation.set(table.generation as i64);
+    if let Some(addr) = opts.metrics_addr {
+        let listener =
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|error| StartError::Admin {
+                    what: "--metrics-addr",
+                    addr: addr.to_string(),
+                    error,
+                })?;
+        info!(addr = %addr, "serving /metrics");
+        tokio::spawn(admin::serve_metrics(
+            listener,
+            metrics.clone(),
+            process.clone(),
+        ));
+    }
+    if let Some((host, port)) = &opts.stats_addr {
+        let listener = tokio::net::TcpListener::bind((host.as_str(), *port))
+            .await
+            .map_err(|error| StartError::Admin {
+                what: "the stats port",
+                addr: format!("{host}:{port}"),
+                error,
+            })?;
+        tokio::spawn(admin::serve_stats(listener, table.clone()));
+    }
     let mut listeners = Vec::with_capacity(table.pools.len());
     for pool in &table.pools {
         let cfg = &pool.config;
-        let opts = listen_options(pool);
-        let listener =
-            Listener::bind(&cfg.listen, opts)
-                .await
-                .map_err(|error| StartError::Bind {
-                    pool: cfg.name.clone(),
-                    addr: cfg.listen.to_string(),
-                    error,
-                })?;
+        let listener = Listener::bind(&cfg.listen, listen_options(pool))
+            .await
+            .map_err(|error| StartError::Bind {
+                pool: cfg.name.clone(),
+                addr: cfg.listen.to_string(),
+                error,
+            })?;
         info!(pool = %cfg.name, listen = %listener.local_addr(), servers = cfg.servers.len(), "pool listening");
         listeners.push(listener);
     }
-    let workers: Vec<Worker> = (0..threads.max(1))
-        .map(|i| Worker::spawn(i, table.clone()))
+    let record_latency = opts.metrics_addr.is_some();
+    let workers: Vec<Worker> = (0..opts.threads.max(1))
+        .map(|i| Worker::spawn(i, table.clone(), record_latency))
         .collect::<Result<_, _>>()
         .map_err(StartError::Threads)?;
     let senders: Arc<Vec<_>> = Arc::new(workers.iter().map(|w| w.tx.clone()).collect());

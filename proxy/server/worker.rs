@@ -28,7 +28,7 @@ pub struct WorkerPool {
 const MAX_REPLY_VALUE: usize = 1 << 30;
 
 impl WorkerPool {
-    pub fn new(table: Arc<PoolTable>, started: Instant) -> Rc<WorkerPool> {
+    pub fn new(table: Arc<PoolTable>, started: Instant, record_latency: bool) -> Rc<WorkerPool> {
         let cfg = &table.config;
         let servers = cfg
             .servers
@@ -42,6 +42,7 @@ impl WorkerPool {
                     preconnect: cfg.preconnect,
                     label: format!("{}/{}", cfg.name, s.name).into(),
                     handshake: handshake(cfg),
+                    record_latency,
                 };
                 Server::new(
                     i,
@@ -113,16 +114,16 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn spawn(id: usize, table: Arc<RouteTable>) -> io::Result<Worker> {
+    pub fn spawn(id: usize, table: Arc<RouteTable>, record_latency: bool) -> io::Result<Worker> {
         let (tx, rx) = mpsc::unbounded_channel();
         let thread = std::thread::Builder::new()
             .name(format!("shardproxy-w{id}"))
-            .spawn(move || run(table, rx))?;
+            .spawn(move || run(table, rx, record_latency))?;
         Ok(Worker { tx, thread })
     }
 }
 
-fn run(table: Arc<RouteTable>, mut rx: mpsc::UnboundedReceiver<Handoff>) {
+fn run(table: Arc<RouteTable>, mut rx: mpsc::UnboundedReceiver<Handoff>, record_latency: bool) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -138,7 +139,7 @@ fn run(table: Arc<RouteTable>, mut rx: mpsc::UnboundedReceiver<Handoff>) {
         let pools: Vec<Rc<WorkerPool>> = table
             .pools
             .iter()
-            .map(|p| WorkerPool::new(p.clone(), table.started))
+            .map(|p| WorkerPool::new(p.clone(), table.started, record_latency))
             .collect();
         while let Some(handoff) = rx.recv().await {
             let pool = pools[handoff.pool].clone();

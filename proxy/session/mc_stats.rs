@@ -9,6 +9,7 @@ use std::fmt::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::server::WorkerPool;
+use crate::stats::kind;
 
 /// Renders `STAT <name> <value>` lines and the closing `END`.
 pub fn render(pool: &WorkerPool) -> String {
@@ -33,17 +34,30 @@ pub fn render(pool: &WorkerPool) -> String {
     stat("curr_connections", &s.client_connections.get());
     stat("total_connections", &s.total_connections.get());
     stat("rejected_connections", &s.rejected_connections.get());
-    stat("cmd_get", &s.cmd_get.get());
-    stat("cmd_set", &s.cmd_set.get());
-    stat("cmd_flush", &s.cmd_flush.get());
-    stat("cmd_touch", &s.cmd_touch.get());
-    stat("cmd_delete", &s.cmd_delete.get());
-    stat("cmd_arith", &s.cmd_arith.get());
+    let sum = |classes: &[&str]| classes.iter().map(|c| s.requests_of(c)).sum::<u64>();
+    // memcached counts keys for cmd_get: every key read is a hit or a miss.
+    stat("cmd_get", &(s.get_hits.get() + s.get_misses.get()));
+    stat(
+        "cmd_set",
+        &sum(&["set", "add", "replace", "append", "prepend", "cas"]),
+    );
+    stat("cmd_flush", &sum(&["flush_all"]));
+    stat("cmd_touch", &sum(&["touch", "gat", "gats"]));
+    stat("cmd_delete", &sum(&["delete"]));
+    stat("cmd_arith", &sum(&["incr", "decr"]));
     stat("get_hits", &s.get_hits.get());
     stat("get_misses", &s.get_misses.get());
     stat("bytes_read", &s.bytes_read.get());
     stat("bytes_written", &s.bytes_written.get());
-    stat("proxy_client_errors", &s.client_protocol_errors.get());
+    stat(
+        "proxy_client_errors",
+        &s.errors[kind::CLIENT_PROTOCOL].get(),
+    );
+    stat(
+        "proxy_backend_error_replies",
+        &s.errors[kind::BACKEND_ERROR].get(),
+    );
+    stat("proxy_timeouts", &s.errors[kind::TIMEOUT].get());
     stat("proxy_forward_errors", &s.forward_error.get());
     stat("proxy_fragments", &s.fragments.get());
     stat("proxy_get_lost", &s.get_lost.get());

@@ -11,6 +11,7 @@ use super::{mc_stats, Flow, Handler};
 use crate::backend::{BackendError, Framing, Outcome, ReplySink, Target};
 use crate::protocol::memcache::{self as mc, After, Command, Expect, Parsed, Request};
 use crate::server::WorkerPool;
+use crate::stats::kind;
 
 /// A reply owed to the client, in request order.
 enum Entry {
@@ -35,7 +36,10 @@ struct MultiGet {
 pub struct McSession {
     pool: Rc<WorkerPool>,
     sink: Rc<ReplySink>,
-    entries: VecDeque<Entry>,
+    /// Replies owed, each with the command class it counts under (`NO_CLASS`: not counted).
+    entries: VecDeque<(u8, Entry)>,
+    /// Class of the request being dispatched.
+    class: u8,
     /// Bytes of a refused value still to be skipped.
     swallow: u64,
     /// Scratch space for per-key server indexes of a multi-get, reused across requests.
@@ -43,6 +47,8 @@ pub struct McSession {
 }
 
 const VALUES_FRAMING: Framing = Framing::Memcache(Expect::Values);
+/// Class of replies that are not counted per command (refused requests).
+const NO_CLASS: u8 = u8::MAX;
 
 impl McSession {
     pub fn new(pool: Rc<WorkerPool>, sink: Rc<ReplySink>) -> McSession {
@@ -50,26 +56,27 @@ impl McSession {
             pool,
             sink,
             entries: VecDeque::new(),
+            class: NO_CLASS,
             swallow: 0,
             scratch: Vec::new(),
         }
     }
 
+    fn push(&mut self, entry: Entry) {
+        self.entries.push_back((self.class, entry));
+    }
+
     fn ready(&mut self, reply: &'static [u8]) {
-        self.entries
-            .push_back(Entry::Ready(Bytes::from_static(reply)));
+        self.push(Entry::Ready(Bytes::from_static(reply)));
     }
 
     /// Routes and forwards one request, recording the reply it owes.
     fn dispatch(&mut self, req: Request, frame: Bytes) -> Flow {
-        let stats = &self.pool.table.stats;
+        self.class = req.cmd as u8;
+        self.pool.table.stats.requests[req.cmd as usize].inc();
         match req.cmd {
             Command::Get | Command::Gets | Command::Gat | Command::Gats => {
-                stats.cmd_get.add(req.keys.len() as u64);
-                if req.cmd == Command::Gat || req.cmd == Command::Gats {
-                    stats.cmd_touch.add(req.keys.len() as u64);
-                }
-                self.retrieval(req, frame);
+                self.retrieval(req, frame)
             }
             Command::Version => {
                 // Clients read the version to choose protocol features: ask a real server,
@@ -88,10 +95,7 @@ impl McSession {
                     self.ready(b"OK\r\n");
                 }
             }
-            Command::FlushAll => {
-                stats.cmd_flush.inc();
-                self.flush_all(&req);
-            }
+            Command::FlushAll => self.flush_all(&req),
             Command::Stats => {
                 let reply = if req.args.is_empty() {
                     Bytes::from(mc_stats::render(&self.pool))
@@ -100,16 +104,10 @@ impl McSession {
                         b"CLIENT_ERROR only plain 'stats' is supported by shardproxy\r\n",
                     )
                 };
-                self.entries.push_back(Entry::Ready(reply));
+                self.push(Entry::Ready(reply));
             }
             Command::Quit => return Flow::Close,
             cmd => {
-                match cmd {
-                    Command::Delete => stats.cmd_delete.inc(),
-                    Command::Incr | Command::Decr => stats.cmd_arith.inc(),
-                    Command::Touch => stats.cmd_touch.inc(),
-                    _ => stats.cmd_set.inc(),
-                }
                 let server = self.pool.server_for(&frame[req.keys[0].clone()]);
                 let framing = Framing::Memcache(mc::expect_for(cmd));
                 self.forward(server, framing, req.noreply, 0, |dst| {
@@ -132,7 +130,9 @@ impl McSession {
     ) {
         let Some(server) = server else {
             if !noreply {
-                self.pool.table.stats.forward_error.inc();
+                let stats = &self.pool.table.stats;
+                stats.forward_error.inc();
+                stats.errors[kind::CONNECTION].inc();
                 self.ready(b"SERVER_ERROR no server available\r\n");
             }
             return;
@@ -143,7 +143,7 @@ impl McSession {
         } else {
             let slot = self.sink.alloc();
             conn.send(framing, Target::Slot(self.sink.clone(), slot), encode);
-            self.entries.push_back(Entry::Single { slot, keys });
+            self.push(Entry::Single { slot, keys });
         }
     }
 
@@ -204,8 +204,7 @@ impl McSession {
                     mc::encode_retrieval(req.cmd, req.exptime, frag_keys, dst)
                 });
         }
-        self.entries
-            .push_back(Entry::Multi(Box::new(MultiGet { frame, keys, slots })));
+        self.push(Entry::Multi(Box::new(MultiGet { frame, keys, slots })));
     }
 
     fn flush_all(&mut self, req: &Request) {
@@ -228,7 +227,7 @@ impl McSession {
                 .send(framing, target, |dst| mc::encode_pool_command(req, dst));
         }
         if !req.noreply {
-            self.entries.push_back(Entry::All { slots });
+            self.push(Entry::All { slots });
         }
     }
 
@@ -239,7 +238,9 @@ impl McSession {
             Entry::Ready(bytes) => out.put_slice(&bytes),
             Entry::Single { slot, keys } => match self.sink.take(slot) {
                 Ok(reply) => {
-                    if keys > 0 {
+                    if mc::response::reply_is_error(&reply) {
+                        stats.errors[kind::BACKEND_ERROR].inc();
+                    } else if keys > 0 {
                         let hits = mc::value_blocks(&reply).count() as u64;
                         stats.get_hits.add(hits);
                         stats.get_misses.add((keys as u64).saturating_sub(hits));
@@ -306,6 +307,7 @@ impl McSession {
 
 fn put_error(out: &mut BytesMut, err: &BackendError, stats: &crate::stats::PoolStats) {
     stats.forward_error.inc();
+    stats.errors[err.kind()].inc();
     out.put_slice(b"SERVER_ERROR ");
     out.put_slice(err.to_string().as_bytes());
     out.put_slice(b"\r\n");
@@ -334,10 +336,11 @@ impl Handler for McSession {
                     }
                 }
                 Parsed::Reject(reject) => {
-                    self.pool.table.stats.client_protocol_errors.inc();
+                    self.pool.table.stats.errors[kind::CLIENT_PROTOCOL].inc();
+                    self.class = NO_CLASS;
                     input.advance(reject.consumed.min(input.len()));
                     if !reject.reply.is_empty() {
-                        self.entries.push_back(Entry::Ready(reject.reply));
+                        self.push(Entry::Ready(reject.reply));
                     }
                     match reject.after {
                         After::Continue => {}
@@ -350,11 +353,16 @@ impl Handler for McSession {
     }
 
     fn front_ready(&self) -> bool {
-        self.entries.front().is_some_and(|e| self.entry_done(e))
+        self.entries
+            .front()
+            .is_some_and(|(_, e)| self.entry_done(e))
     }
 
     fn emit_front(&mut self, out: &mut BytesMut) {
-        if let Some(entry) = self.entries.pop_front() {
+        if let Some((class, entry)) = self.entries.pop_front() {
+            if let Some(c) = self.pool.table.stats.responses.get(class as usize) {
+                c.inc();
+            }
             self.emit(entry, out);
         }
     }
@@ -364,8 +372,9 @@ impl Handler for McSession {
     }
 
     fn fail(&mut self, message: &'static str) {
+        self.class = NO_CLASS;
         let reply = format!("CLIENT_ERROR {message}\r\n");
-        self.entries.push_back(Entry::Ready(Bytes::from(reply)));
+        self.push(Entry::Ready(Bytes::from(reply)));
     }
 
     fn mid_request(&self, input: &BytesMut) -> bool {

@@ -14,6 +14,7 @@ use crate::backend::{BackendError, Framing, Outcome, ReplySink, Target};
 use crate::protocol::resp::commands::{self, cat, flag, CommandSpec, KeyError};
 use crate::protocol::resp::{encode, reply, Limits, Parser, Step};
 use crate::server::WorkerPool;
+use crate::stats::kind;
 
 /// A reply owed to the client, in request order.
 pub(super) enum Entry {
@@ -41,7 +42,10 @@ pub(super) enum Entry {
 pub struct RedisSession {
     pub(super) pool: Rc<WorkerPool>,
     sink: Rc<ReplySink>,
-    pub(super) entries: VecDeque<Entry>,
+    /// Replies owed, each with the command class it counts under (`NO_CLASS`: not counted).
+    pub(super) entries: VecDeque<(u8, Entry)>,
+    /// Class of the request being dispatched.
+    class: u8,
     parser: Parser,
     pub(super) authenticated: bool,
     pub(super) name: Option<Bytes>,
@@ -64,6 +68,7 @@ impl RedisSession {
             pool,
             sink,
             entries: VecDeque::new(),
+            class: NO_CLASS,
             parser: Parser::default(),
             authenticated,
             name: None,
@@ -72,8 +77,12 @@ impl RedisSession {
         }
     }
 
+    fn push(&mut self, entry: Entry) {
+        self.entries.push_back((self.class, entry));
+    }
+
     pub(super) fn ready(&mut self, reply: Bytes) {
-        self.entries.push_back(Entry::Ready(reply));
+        self.push(Entry::Ready(reply));
     }
 
     pub(super) fn error(&mut self, message: &str) {
@@ -85,11 +94,12 @@ impl RedisSession {
     fn dispatch(&mut self, args: &[Range<usize>], frame: Bytes) -> Flow {
         let argv: Vec<&[u8]> = args.iter().map(|r| &frame[r.clone()]).collect();
         let stats = &self.pool.table.stats;
+        self.class = NO_CLASS;
         let Some(mut spec) = commands::lookup(argv[0]) else {
             if argv[0].eq_ignore_ascii_case(b"post") || argv[0].eq_ignore_ascii_case(b"host:") {
                 return Flow::Close; // an HTTP request at a Redis port: close, as Redis does
             }
-            stats.client_protocol_errors.inc();
+            stats.errors[kind::CLIENT_PROTOCOL].inc();
             self.error(&redis_local::unknown_command(&argv));
             return Flow::Continue;
         };
@@ -104,7 +114,7 @@ impl RedisSession {
                 // ones newer than the command table.
                 None if spec.name == "client" || spec.name == "command" => {}
                 None => {
-                    stats.client_protocol_errors.inc();
+                    stats.errors[kind::CLIENT_PROTOCOL].inc();
                     self.error(&format!(
                         "ERR unknown subcommand '{}'. Try {} HELP.",
                         String::from_utf8_lossy(argv[1]),
@@ -115,13 +125,15 @@ impl RedisSession {
             }
         }
         if !spec.arity_ok(argv.len()) {
-            stats.client_protocol_errors.inc();
+            stats.errors[kind::CLIENT_PROTOCOL].inc();
             self.error(&format!(
                 "ERR wrong number of arguments for '{}' command",
                 spec.name
             ));
             return Flow::Continue;
         }
+        self.class = class_of(spec);
+        stats.requests[self.class as usize].inc();
         if let Some(flow) = redis_local::answer(self, spec, &argv) {
             return flow;
         }
@@ -139,7 +151,7 @@ impl RedisSession {
     /// A command routed whole to the server of its keys.
     fn keyed(&mut self, spec: &CommandSpec, argv: &[&[u8]], frame: Bytes) {
         if let Some(reason) = unsupported(spec, argv) {
-            self.pool.table.stats.client_protocol_errors.inc();
+            self.pool.table.stats.errors[kind::CLIENT_PROTOCOL].inc();
             self.error(&format!(
                 "ERR command '{}' is not supported by shardproxy: {reason}",
                 spec.name.replace('|', " ")
@@ -172,7 +184,7 @@ impl RedisSession {
                 match routed {
                     Ok(server) => server,
                     Err(message) => {
-                        self.pool.table.stats.client_protocol_errors.inc();
+                        self.pool.table.stats.errors[kind::CLIENT_PROTOCOL].inc();
                         self.error(message);
                         return;
                     }
@@ -180,9 +192,6 @@ impl RedisSession {
             }
         };
         let get = spec.name == "get";
-        if get {
-            self.pool.table.stats.cmd_get.inc();
-        }
         let Some(server) = server else {
             self.pool.table.stats.forward_error.inc();
             self.error("ERR no server available");
@@ -194,7 +203,7 @@ impl RedisSession {
             Target::Slot(self.sink.clone(), slot),
             |dst| dst.put_slice(&frame),
         );
-        self.entries.push_back(Entry::Single { slot, get });
+        self.push(Entry::Single { slot, get });
     }
 
     /// MGET / MSET / DEL-like: one request per server, keys (and values) in request order.
@@ -204,9 +213,6 @@ impl RedisSession {
             .step_by(step)
             .map(|i| self.pool.server_for(argv[i]).map_or(u32::MAX, |s| s as u32))
             .collect();
-        if how == Split::Mget {
-            stats.cmd_get.add(servers.len() as u64);
-        }
         if servers.iter().all(|&s| s == servers[0]) && servers[0] != u32::MAX {
             let slot = self.sink.alloc();
             self.pool.servers[servers[0] as usize].conn().send(
@@ -214,7 +220,7 @@ impl RedisSession {
                 Target::Slot(self.sink.clone(), slot),
                 |dst| dst.put_slice(&frame),
             );
-            self.entries.push_back(match how {
+            self.push(match how {
                 Split::Mget => Entry::Mget {
                     keys: vec![0; servers.len()],
                     slots: vec![slot],
@@ -262,7 +268,7 @@ impl RedisSession {
                     }
                 });
         }
-        self.entries.push_back(match how {
+        self.push(match how {
             Split::Mget => Entry::Mget { keys, slots },
             Split::Sum => Entry::Sum { slots },
             Split::Mset => Entry::AllOk { slots },
@@ -275,7 +281,9 @@ impl RedisSession {
             Entry::Ready(bytes) => out.put_slice(&bytes),
             Entry::Single { slot, get } => match self.sink.take(slot) {
                 Ok(r) => {
-                    if get && !reply::is_error(&r) {
+                    if reply::is_error(&r) {
+                        stats.errors[kind::BACKEND_ERROR].inc();
+                    } else if get {
                         if reply::is_nil(&r) {
                             stats.get_misses.inc()
                         } else {
@@ -379,7 +387,34 @@ fn error_line(e: &BackendError) -> Vec<u8> {
 
 fn put_error(out: &mut BytesMut, e: &BackendError, stats: &crate::stats::PoolStats) {
     stats.forward_error.inc();
+    stats.errors[e.kind()].inc();
     encode::error(out, &format!("ERR {e}"));
+}
+
+/// Class of replies that are not counted per command (refused requests).
+const NO_CLASS: u8 = u8::MAX;
+
+/// The `command` label of a Redis command: the data type it works on (see
+/// [`crate::stats::class::REDIS`]).
+fn class_of(spec: &CommandSpec) -> u8 {
+    const BY_CATEGORY: [(u32, u8); 12] = [
+        (cat::STRING, 0),
+        (cat::BITMAP, 1),
+        (cat::HASH, 2),
+        (cat::LIST, 3),
+        (cat::SET, 4),
+        (cat::SORTEDSET, 5),
+        (cat::STREAM, 6),
+        (cat::HYPERLOGLOG, 7),
+        (cat::GEO, 8),
+        (cat::KEYSPACE, 9),
+        (cat::SCRIPTING, 10),
+        (cat::CONNECTION, 11),
+    ];
+    BY_CATEGORY
+        .iter()
+        .find(|(c, _)| spec.in_category(*c))
+        .map_or(12, |&(_, i)| i)
 }
 
 /// Why a command cannot be served through a sharding proxy, if it cannot.
@@ -426,7 +461,7 @@ impl Handler for RedisSession {
                 Step::Incomplete => return Flow::Continue,
                 Step::Skip { len } => input.advance(len),
                 Step::Error(e) => {
-                    self.pool.table.stats.client_protocol_errors.inc();
+                    self.pool.table.stats.errors[kind::CLIENT_PROTOCOL].inc();
                     self.error(&format!("ERR {}", e.0));
                     input.clear();
                     return Flow::Close;
@@ -456,11 +491,16 @@ impl Handler for RedisSession {
     }
 
     fn front_ready(&self) -> bool {
-        self.entries.front().is_some_and(|e| self.entry_done(e))
+        self.entries
+            .front()
+            .is_some_and(|(_, e)| self.entry_done(e))
     }
 
     fn emit_front(&mut self, out: &mut BytesMut) {
-        if let Some(entry) = self.entries.pop_front() {
+        if let Some((class, entry)) = self.entries.pop_front() {
+            if let Some(c) = self.pool.table.stats.responses.get(class as usize) {
+                c.inc();
+            }
             self.emit(entry, out);
         }
     }

@@ -274,7 +274,7 @@ fn info(s: &RedisSession) -> String {
         t.config.name,
         t.config.servers.len(),
         st.forward_error.get(),
-        st.client_protocol_errors.get(),
+        st.errors[crate::stats::kind::CLIENT_PROTOCOL].get(),
         st.fragments.get()
     );
     for (server, ss) in t.config.servers.iter().zip(&t.server_stats) {

@@ -6,6 +6,7 @@
 //! * [`Proxy`]: the `shardproxy` binary built by cargo for this test run, started on a YAML
 //!   config written to its own [`TempDir`].
 //! * [`RawClient`]: byte-exact wire assertions, independent of any client library.
+//! * [`Cluster`]: N backends behind one pool of one proxy, the usual test fixture.
 //! * [`memcache_pool_yaml`], [`redis_pool_yaml`]: config text for the common cases.
 //!
 //! Everything is blocking std code: it works the same from `#[test]` and from
@@ -15,10 +16,12 @@
 #![allow(dead_code, unused_imports)] // each test binary uses a different subset of the harness
 
 mod client;
+mod cluster;
 mod proxy;
 mod servers;
 
 pub use client::{resp_cmd, resp_frame_len, show, RawClient};
+pub use cluster::Cluster;
 pub use proxy::{listen_addrs, Proxy};
 pub use servers::{Memcached, Redis};
 

@@ -135,6 +135,18 @@ impl Proxy {
         status
     }
 
+    /// The proxy's resident memory in KiB (`VmRSS` of /proc/<pid>/status), for tests that
+    /// check its memory stays bounded under hostile input.
+    pub fn rss_kib(&self) -> u64 {
+        let path = format!("/proc/{}/status", self.pid());
+        let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{path} has no numeric VmRSS"))
+    }
+
     /// Everything the proxy wrote to stderr (its log) so far.
     pub fn stderr_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
