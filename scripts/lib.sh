@@ -70,6 +70,20 @@ ensure_packages() {
 }
 
 # True if something accepts TCP connections on 127.0.0.1:PORT (bash's /dev/tcp: no nc needed).
+# ensure_python_module MODULE PIP_PACKAGE: makes `python3 -c "import MODULE"` work, installing
+# from PyPI when missing (the metrics test validates /metrics with prometheus_client's parser).
+ensure_python_module() {
+  local module=$1 package=$2
+  command -v python3 >/dev/null || ensure_packages python3:python3 python3-pip:pip3
+  if python3 -c "import $module" 2>/dev/null; then
+    return 0
+  fi
+  echo "installing Python package $package"
+  python3 -m pip install --quiet "$package" 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages "$package" ||
+    die "could not install the Python package $package"
+}
+
 port_in_use() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
