@@ -2,14 +2,14 @@
 //! at scrape time, so they cost nothing between scrapes), build info, and configuration
 //! generation and reload outcomes.
 
-use prometheus::{Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts};
+use prometheus::{Counter, Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
 use crate::stats::Metrics;
 
 pub struct ProcessMetrics {
     resident: IntGauge,
     open_fds: IntGauge,
-    cpu_seconds: Gauge,
+    cpu_seconds: Counter,
     start_time: Gauge,
     pub config_generation: IntGauge,
     pub reloads: IntCounterVec,
@@ -64,10 +64,15 @@ impl ProcessMetrics {
                 "Resident memory size in bytes",
             ),
             open_fds: gauge("process_open_fds", "Open file descriptors"),
-            cpu_seconds: fgauge(
-                "process_cpu_seconds_total",
-                "User and system CPU time in seconds",
-            ),
+            cpu_seconds: {
+                let c = Counter::new(
+                    "process_cpu_seconds_total",
+                    "User and system CPU time in seconds",
+                )
+                .expect("valid metric");
+                r.register(Box::new(c.clone())).expect("unique metric");
+                c
+            },
             start_time: fgauge(
                 "process_start_time_seconds",
                 "Start time of the process since the Unix epoch",
@@ -107,7 +112,13 @@ impl ProcessMetrics {
             self.open_fds.set(dir.count() as i64);
         }
         if let Some((utime, stime)) = cpu_ticks() {
-            self.cpu_seconds.set((utime + stime) as f64 / self.ticks);
+            // A counter: advance it to the kernel's figure (concurrent scrapes may race; the
+            // loser adds nothing).
+            let total = (utime + stime) as f64 / self.ticks;
+            let delta = total - self.cpu_seconds.get();
+            if delta > 0.0 {
+                self.cpu_seconds.inc_by(delta);
+            }
         }
     }
 }
