@@ -81,6 +81,15 @@ pub struct Cli {
     #[arg(short = 'V', long = "version")]
     pub version: bool,
 
+    /// Seconds shutdown (SIGTERM, SIGINT) waits for accepted requests to be answered.
+    #[arg(long = "drain-timeout", value_name = "SECS", default_value_t = 10)]
+    pub drain_timeout: u64,
+
+    /// Milliseconds between checks of the configuration file for changes (reloaded when its
+    /// content changes, as on SIGHUP); 0 turns watching off.
+    #[arg(long = "watch-interval", value_name = "MS", default_value_t = 1000)]
+    pub watch_interval: u64,
+
     /// Worker threads (default: the CPUs this process may run on).
     #[arg(long = "threads", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,

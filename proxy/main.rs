@@ -3,6 +3,7 @@
 use std::fs::OpenOptions;
 use std::process::ExitCode;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -97,6 +98,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             MetricsAddr::Addr(a) => Some(a),
         },
         stats_addr: (cli.stats_port != 0).then(|| (cli.stats_addr.clone(), cli.stats_port)),
+        config_path: cli.conf_file.clone(),
+        watch_interval: (cli.watch_interval > 0).then(|| Duration::from_millis(cli.watch_interval)),
+        drain_timeout: Duration::from_secs(cli.drain_timeout),
     };
     let result = runtime.block_on(server::run(config, opts, shutdown_signal()));
     if let Some(pid_file) = &cli.pid_file {

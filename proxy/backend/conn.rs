@@ -25,7 +25,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, warn};
 
 use super::sink::Target;
-use super::{BackendError, Framing, Handshake};
+use super::{BackendError, Framing, Handshake, HealthCtx};
 use crate::config::ServerAddr;
 use crate::net::Stream;
 use crate::stats::ServerStats;
@@ -90,6 +90,8 @@ pub struct ConnSettings {
     pub label: Arc<str>,
     /// Observe each request's latency (a clock read per request): off with `--metrics-addr off`.
     pub record_latency: bool,
+    /// Where connection failures, timeouts and successes are reported (ejection).
+    pub health: Arc<HealthCtx>,
     /// Sent first on every new connection (Redis AUTH/SELECT); its replies are checked and
     /// never reach a client.
     pub handshake: Option<Handshake>,
@@ -198,6 +200,11 @@ impl BackendConn {
         }
     }
 
+    /// Whether requests are queued or unanswered.
+    pub fn busy(&self) -> bool {
+        !self.state.borrow().pending.is_empty()
+    }
+
     /// Stops the task once the requests already queued are answered (the server left the
     /// route table).
     pub fn shutdown(&self) {
@@ -251,6 +258,11 @@ impl BackendConn {
                     };
                     self.stats.server_connections.dec();
                     self.state.borrow_mut().phase = Phase::Idle;
+                    if self.busy() && !matches!(err, BackendError::Handshake(_)) {
+                        // A connection lost with requests on it counts against the server
+                        // (an idle connection the server closed does not).
+                        self.settings.health.failure();
+                    }
                     if matches!(err, BackendError::Handshake(_)) {
                         // Wrong credentials stay wrong: back off instead of retrying the
                         // handshake for every request.
@@ -268,6 +280,7 @@ impl BackendConn {
 
     fn connect_failed(&self, err: BackendError) -> BackendError {
         self.stats.connect_failures.inc();
+        self.settings.health.failure();
         let mut st = self.state.borrow_mut();
         st.failures = st.failures.saturating_add(1);
         // Exponential backoff, 25 ms doubling to 1 s, so that a dead server costs one failed
@@ -391,6 +404,7 @@ impl BackendConn {
                     self.stats.latency.observe(sent.elapsed().as_secs_f64());
                 }
                 self.stats.responses.inc();
+                self.settings.health.success();
                 self.stats.in_flight.dec();
                 p.target.deliver(Ok(reply));
             }
@@ -427,6 +441,7 @@ impl BackendConn {
             let target = std::mem::replace(&mut p.target, Target::Discard);
             st.expired += 1;
             self.stats.server_timedout.inc();
+            self.settings.health.failure();
             target.deliver(Err(BackendError::Timeout));
         }
         let stuck = match (

@@ -2,6 +2,7 @@
 //! pipelined onto them and replies matched in order.
 
 mod conn;
+pub mod health;
 pub mod sink;
 
 use std::cell::Cell;
@@ -10,6 +11,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 pub use conn::{BackendConn, ConnSettings};
+pub use health::{EjectPolicy, Health, HealthCtx};
 pub use sink::{Outcome, ReplySink, Target};
 
 use crate::config::ServerAddr;
@@ -84,10 +86,25 @@ pub struct Handshake {
     pub replies: usize,
 }
 
+/// Everything that shapes a server's connections. Two equal identities can share connections.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerIdentity {
+    pub name: String,
+    pub addr: ServerAddr,
+    pub connections: usize,
+    pub timeout: Option<std::time::Duration>,
+    pub handshake: Option<bytes::Bytes>,
+    pub policy: EjectPolicy,
+    pub preconnect: bool,
+}
+
 /// One backend server as seen by one worker: up to `server_connections` connections, used
 /// round-robin (twemproxy's policy).
 pub struct Server {
     pub index: usize,
+    /// What the connections were built for: a reload reuses the server (and its warm
+    /// connections) only if this is unchanged.
+    pub identity: ServerIdentity,
     conns: Vec<Rc<BackendConn>>,
     next: Cell<usize>,
 }
@@ -95,16 +112,16 @@ pub struct Server {
 impl Server {
     pub fn new(
         index: usize,
-        addr: ServerAddr,
-        count: usize,
+        identity: ServerIdentity,
         settings: ConnSettings,
         stats: Arc<ServerStats>,
     ) -> Server {
-        let conns = (0..count.max(1))
-            .map(|_| BackendConn::spawn(addr.clone(), settings.clone(), stats.clone()))
+        let conns = (0..identity.connections.max(1))
+            .map(|_| BackendConn::spawn(identity.addr.clone(), settings.clone(), stats.clone()))
             .collect();
         Server {
             index,
+            identity,
             conns,
             next: Cell::new(0),
         }
@@ -118,8 +135,18 @@ impl Server {
         &self.conns[i]
     }
 
-    /// Every connection, for pool-wide commands and shutdown.
-    pub fn conns(&self) -> &[Rc<BackendConn>] {
-        &self.conns
+    /// Whether any connection still has requests queued or unanswered.
+    pub fn busy(&self) -> bool {
+        self.conns.iter().any(|c| c.busy())
+    }
+}
+
+/// A server leaves with its last route table: its connections finish what is queued on them
+/// and close.
+impl Drop for Server {
+    fn drop(&mut self) {
+        for conn in &self.conns {
+            conn.shutdown();
+        }
     }
 }

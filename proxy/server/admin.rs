@@ -101,14 +101,18 @@ async fn http(
 }
 
 /// Serves nutcracker's stats JSON: one document per connection, then close.
-pub async fn serve_stats(listener: TcpListener, table: Arc<RouteTable>) {
+pub async fn serve_stats(
+    listener: TcpListener,
+    table: tokio::sync::watch::Receiver<Arc<RouteTable>>,
+) {
     let hostname = hostname();
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let doc = stats_json(&table, &hostname);
+        let current = table.borrow().clone();
+        let doc = stats_json(&current, &hostname);
         tokio::spawn(async move {
             let _ = stream.write_all(doc.as_bytes()).await;
             let _ = stream.shutdown().await;

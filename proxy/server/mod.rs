@@ -1,24 +1,29 @@
-//! The process: binds every pool's listener, starts the workers, and hands each accepted client
-//! to a worker in turn. Accepting on one thread keeps the listener logic (unix sockets, client
-//! limits, accept errors) in one place; accepts are rare next to requests.
+//! The process: binds every pool's listener, starts the workers, hands each accepted client
+//! to a worker in turn, reloads the configuration on SIGHUP or when the file changes, probes
+//! ejected servers, and drains on shutdown. All of this runs on the acceptor thread; requests
+//! never do.
 
 mod admin;
+mod listeners;
+mod prober;
 mod process;
 mod worker;
 
 use std::future::Future;
-use std::io::{self, Write};
+use std::io;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-pub use worker::{Handoff, Worker, WorkerPool};
+pub use worker::{Control, Handoff, PoolSlot, Worker, WorkerPool};
 
-use crate::config::Config;
-use crate::net::{Accepted, ListenOptions, Listener};
+use crate::config::{self, Config};
 use crate::stats::Metrics;
-use crate::topology::{PoolTable, RouteTable};
+use crate::topology::RouteTable;
+use listeners::Listeners;
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -47,10 +52,16 @@ pub struct Options {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// nutcracker stats listener (host, port); None when the port is 0.
     pub stats_addr: Option<(String, u16)>,
+    /// The configuration file, re-read on SIGHUP and when its content changes.
+    pub config_path: PathBuf,
+    /// How often the file is checked for changes; None disables watching.
+    pub watch_interval: Option<Duration>,
+    /// How long shutdown waits for accepted requests to be answered.
+    pub drain_timeout: Duration,
 }
 
-/// Runs the proxy until `shutdown` resolves. Must be called inside a Tokio runtime (the
-/// acceptor's); workers get runtimes of their own.
+/// Runs the proxy until `shutdown` resolves, then drains. Must be called inside a Tokio
+/// runtime (the acceptor's); workers get runtimes of their own.
 pub async fn run(
     config: Config,
     opts: Options,
@@ -58,8 +69,10 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let metrics = Arc::new(Metrics::new());
     let process = Arc::new(process::ProcessMetrics::new(&metrics));
-    let table = Arc::new(RouteTable::build(&config, 1, &metrics));
+    let table = Arc::new(RouteTable::build(&config, &metrics));
     process.config_generation.set(table.generation as i64);
+    let (table_tx, table_rx) = watch::channel(table.clone());
+    let (drain_tx, drain_rx) = watch::channel(false);
     if let Some(addr) = opts.metrics_addr {
         let listener =
             tokio::net::TcpListener::bind(addr)
@@ -84,101 +97,132 @@ pub async fn run(
                 addr: format!("{host}:{port}"),
                 error,
             })?;
-        tokio::spawn(admin::serve_stats(listener, table.clone()));
+        tokio::spawn(admin::serve_stats(listener, table_rx.clone()));
     }
-    let mut listeners = Vec::with_capacity(table.pools.len());
-    for pool in &table.pools {
-        let cfg = &pool.config;
-        let listener = Listener::bind(&cfg.listen, listen_options(pool))
-            .await
-            .map_err(|error| StartError::Bind {
-                pool: cfg.name.clone(),
-                addr: cfg.listen.to_string(),
-                error,
-            })?;
-        info!(pool = %cfg.name, listen = %listener.local_addr(), servers = cfg.servers.len(), "pool listening");
-        listeners.push(listener);
-    }
-    let record_latency = opts.metrics_addr.is_some();
+    let control = Control {
+        table: table_rx.clone(),
+        drain: drain_rx,
+        drain_timeout: opts.drain_timeout,
+        record_latency: opts.metrics_addr.is_some(),
+    };
     let workers: Vec<Worker> = (0..opts.threads.max(1))
-        .map(|i| Worker::spawn(i, table.clone(), record_latency))
+        .map(|i| Worker::spawn(i, control.clone()))
         .collect::<Result<_, _>>()
         .map_err(StartError::Threads)?;
-    let senders: Arc<Vec<_>> = Arc::new(workers.iter().map(|w| w.tx.clone()).collect());
-    for (index, listener) in listeners.into_iter().enumerate() {
-        tokio::spawn(accept_loop(
-            listener,
-            index,
-            table.pools[index].clone(),
-            senders.clone(),
-        ));
+    let senders = Arc::new(workers.iter().map(|w| w.tx.clone()).collect::<Vec<_>>());
+    let mut listeners = Listeners::new(senders, table_rx.clone());
+    let plan = listeners
+        .prepare(&table)
+        .await
+        .map_err(|(pool, addr, error)| StartError::Bind { pool, addr, error })?;
+    listeners.commit(plan);
+    tokio::spawn(prober::run(table_rx.clone()));
+    info!(
+        threads = workers.len(),
+        generation = table.generation,
+        "shardproxy started"
+    );
+
+    let mut reloader = Reloader {
+        opts: &opts,
+        metrics: &metrics,
+        process: &process,
+        table_tx,
+        last: read(&opts),
+    };
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut tick = tokio::time::interval(opts.watch_interval.unwrap_or(Duration::from_secs(3600)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(()) = async { hup.as_mut()?.recv().await } => reloader.reload(&mut listeners, "SIGHUP").await,
+            _ = tick.tick(), if opts.watch_interval.is_some() => {
+                if reloader.changed() {
+                    reloader.reload(&mut listeners, "file changed").await;
+                }
+            }
+        }
     }
-    info!(threads = workers.len(), "shardproxy started");
-    shutdown.await;
-    info!("shutting down");
+
+    info!("shutting down: closing listeners and draining clients");
+    listeners.close_all();
+    let _ = drain_tx.send(true);
+    let threads: Vec<_> = workers.into_iter().map(|w| w.thread).collect();
+    let joined =
+        tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join())));
+    if tokio::time::timeout(opts.drain_timeout + Duration::from_secs(1), joined)
+        .await
+        .is_err()
+    {
+        warn!("workers did not stop in time");
+    }
+    info!("stopped");
     Ok(())
 }
 
-fn listen_options(pool: &PoolTable) -> ListenOptions {
-    ListenOptions {
-        backlog: pool.config.backlog,
-        reuseport: pool.config.reuseport,
-        tcpkeepalive: pool.config.tcpkeepalive,
-    }
+/// The file's content, to notice changes (including a Kubernetes ConfigMap's symlink swap,
+/// which replaces the file without touching its directory entry's mtime).
+fn read(opts: &Options) -> Option<Vec<u8>> {
+    std::fs::read(&opts.config_path).ok()
 }
 
-async fn accept_loop(
-    listener: Listener,
-    index: usize,
-    pool: Arc<PoolTable>,
-    workers: Arc<Vec<tokio::sync::mpsc::UnboundedSender<Handoff>>>,
-) {
-    let opts = listen_options(&pool);
-    let limit = pool.config.client_connections as i64;
-    let stats = &pool.stats;
-    let mut next = index; // spread pools' first clients over different workers
-    loop {
-        let socket = match listener.accept(opts).await {
-            Ok(s) => s,
-            Err(e) => {
-                // EMFILE and friends: pause instead of spinning on a listener that stays ready.
-                warn!(pool = %pool.config.name, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+struct Reloader<'a> {
+    opts: &'a Options,
+    metrics: &'a Metrics,
+    process: &'a process::ProcessMetrics,
+    table_tx: watch::Sender<Arc<RouteTable>>,
+    /// Content of the last file seen (applied or rejected), so a bad file is reported once.
+    last: Option<Vec<u8>>,
+}
+
+impl Reloader<'_> {
+    fn changed(&mut self) -> bool {
+        let now = read(self.opts);
+        if now.is_some() && now != self.last {
+            self.last = now;
+            return true;
+        }
+        false
+    }
+
+    /// Parses and validates the file off the data path; if it is valid, builds the new route
+    /// table, binds the listeners of new pools, then publishes the table to every worker at
+    /// once. Any failure leaves the running configuration in place.
+    async fn reload(&mut self, listeners: &mut Listeners, why: &str) {
+        self.last = read(self.opts);
+        let path = self.opts.config_path.display();
+        let outcome = |result: &str| self.process.reloads.with_label_values(&[result]).inc();
+        let config = match config::load(&self.opts.config_path) {
+            Ok(c) => c,
+            Err(errors) => {
+                for e in &errors.0 {
+                    error!(file = %path, problem = %e, "configuration reload rejected");
+                }
+                outcome("failure");
+                return;
             }
         };
-        stats.total_connections.inc();
-        if limit > 0 && stats.client_connections.get() >= limit {
-            stats.rejected_connections.inc();
-            refuse(socket, pool.config.redis);
-            continue;
-        }
-        stats.client_connections.inc();
-        let worker = &workers[next % workers.len()];
-        next = next.wrapping_add(1);
-        if worker
-            .send(Handoff {
-                pool: index,
-                socket,
-            })
-            .is_err()
-        {
-            stats.client_connections.dec();
-            error!("worker thread has stopped");
-        }
+        let old = self.table_tx.borrow().clone();
+        let table = Arc::new(RouteTable::rebuild(&config, self.metrics, Some(&old)));
+        let plan = match listeners.prepare(&table).await {
+            Ok(plan) => plan,
+            Err((pool, addr, e)) => {
+                error!(pool = %pool, listen = %addr, error = %e, "configuration reload rejected: cannot listen");
+                outcome("failure");
+                return;
+            }
+        };
+        let _ = self.table_tx.send(table.clone());
+        listeners.commit(plan);
+        self.process.config_generation.set(table.generation as i64);
+        outcome("success");
+        info!(
+            trigger = why,
+            generation = table.generation,
+            pools = table.pools.len(),
+            "configuration reloaded"
+        );
     }
-}
-
-/// Tells a client over `client_connections` why it is turned away, with the line the backend
-/// itself would send, then closes.
-fn refuse(socket: Accepted, redis: bool) {
-    let msg: &[u8] = if redis {
-        b"-ERR max number of clients reached\r\n"
-    } else {
-        b"ERROR Too many open connections\r\n"
-    };
-    let _ = match socket {
-        Accepted::Tcp(mut s) => s.write(msg),
-        Accepted::Unix(mut s) => s.write(msg),
-    };
 }

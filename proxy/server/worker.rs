@@ -2,68 +2,128 @@
 //! own backend connections, so a request never crosses a thread or takes a lock between the
 //! client socket and the backend socket (twemproxy's model, once per core). The cost is
 //! `server_connections` connections per server *per worker*.
+//!
+//! A worker follows the route table: when a new one is published it builds new pools, reusing
+//! every server (and its warm connections) whose identity did not change, and swaps them into
+//! the slots its sessions read from. When told to drain, it stops taking clients and lets its
+//! sessions finish what they have accepted.
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::io;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch, Notify};
 use tracing::warn;
 
-use crate::backend::{ConnSettings, Handshake, Server};
+use crate::backend::{ConnSettings, Handshake, HealthCtx, Server, ServerIdentity};
 use crate::net::Accepted;
+use crate::ring::KeyRouter;
 use crate::session;
 use crate::topology::{PoolTable, RouteTable};
 
-/// A pool as one worker sees it: the shared, immutable table plus this worker's connections.
+/// A pool as one worker sees it: the shared, immutable table plus this worker's connections
+/// and its copy of the router for the servers live now.
 pub struct WorkerPool {
     pub table: Arc<PoolTable>,
-    pub servers: Vec<Server>,
+    pub servers: Vec<Rc<Server>>,
     pub started: Instant,
+    router: RefCell<Rc<KeyRouter>>,
+    epoch: Cell<u64>,
 }
 
 /// Largest value a backend reply may announce: memcached's own ceiling for `-I`.
 const MAX_REPLY_VALUE: usize = 1 << 30;
 
 impl WorkerPool {
-    pub fn new(table: Arc<PoolTable>, started: Instant, record_latency: bool) -> Rc<WorkerPool> {
+    /// Builds the pool for `table`, taking over servers of `previous` whose identity is
+    /// unchanged (their connections stay open and warm).
+    pub fn new(
+        table: Arc<PoolTable>,
+        started: Instant,
+        record_latency: bool,
+        previous: Option<&WorkerPool>,
+    ) -> Rc<Self> {
         let cfg = &table.config;
+        let handshake = handshake(cfg);
         let servers = cfg
             .servers
             .iter()
             .enumerate()
             .map(|(i, s)| {
+                let identity = ServerIdentity {
+                    name: s.name.clone(),
+                    addr: s.addr.clone(),
+                    connections: cfg.server_connections as usize,
+                    timeout: cfg.timeout,
+                    handshake: handshake.as_ref().map(|h| h.bytes.clone()),
+                    policy: table.policy,
+                    preconnect: cfg.preconnect,
+                };
+                if let Some(old) =
+                    previous.and_then(|p| p.servers.iter().find(|o| o.identity == identity))
+                {
+                    return old.clone();
+                }
+                let label: Arc<str> = format!("{}/{}", cfg.name, s.name).into();
                 let settings = ConnSettings {
                     timeout: cfg.timeout,
                     connect_timeout: table.connect_timeout(),
                     max_value: MAX_REPLY_VALUE,
                     preconnect: cfg.preconnect,
-                    label: format!("{}/{}", cfg.name, s.name).into(),
-                    handshake: handshake(cfg),
+                    label: label.clone(),
                     record_latency,
+                    health: Arc::new(HealthCtx {
+                        health: table.health[i].clone(),
+                        policy: table.policy,
+                        epoch: table.epoch.clone(),
+                        stats: table.server_stats[i].clone(),
+                        pool_stats: table.stats.clone(),
+                        label,
+                    }),
+                    handshake: handshake.clone(),
                 };
-                Server::new(
+                Rc::new(Server::new(
                     i,
-                    s.addr.clone(),
-                    cfg.server_connections as usize,
+                    identity,
                     settings,
                     table.server_stats[i].clone(),
-                )
+                ))
             })
             .collect();
+        let router = RefCell::new(Rc::new(table.router()));
+        let epoch = Cell::new(table.epoch.load(Ordering::Acquire));
         Rc::new(WorkerPool {
             table,
             servers,
             started,
+            router,
+            epoch,
         })
+    }
+
+    /// Picks up ejections and re-admissions since the last call (one atomic load).
+    #[inline]
+    pub fn refresh(&self) {
+        let epoch = self.table.epoch.load(Ordering::Acquire);
+        if epoch != self.epoch.get() {
+            self.epoch.set(epoch);
+            *self.router.borrow_mut() = Rc::new(self.table.router());
+        }
     }
 
     /// The server a key belongs to, or None when no server is available.
     #[inline]
     pub fn server_for(&self, key: &[u8]) -> Option<usize> {
-        self.table.router.server_for(key)
+        self.router.borrow().server_for(key)
+    }
+
+    fn busy(&self) -> bool {
+        self.servers.iter().any(|s| s.busy())
     }
 }
 
@@ -91,19 +151,34 @@ fn handshake(cfg: &crate::config::PoolConfig) -> Option<Handshake> {
     })
 }
 
-impl Drop for WorkerPool {
-    fn drop(&mut self) {
-        for server in &self.servers {
-            for conn in server.conns() {
-                conn.shutdown();
-            }
+/// Where a session finds its pool: swapped by the worker on reload, marked removed when the
+/// pool leaves the configuration (its sessions then drain).
+pub struct PoolSlot {
+    current: RefCell<Rc<WorkerPool>>,
+    removed: Cell<bool>,
+    on_remove: Notify,
+}
+
+impl PoolSlot {
+    pub fn current(&self) -> Rc<WorkerPool> {
+        self.current.borrow().clone()
+    }
+
+    pub fn removed(&self) -> bool {
+        self.removed.get()
+    }
+
+    /// Resolves once the pool has left the configuration.
+    pub async fn wait_removed(&self) {
+        if !self.removed.get() {
+            self.on_remove.notified().await;
         }
     }
 }
 
 /// A client connection handed from the acceptor to a worker.
 pub struct Handoff {
-    pub pool: usize,
+    pub pool: Arc<str>,
     pub socket: Accepted,
 }
 
@@ -113,17 +188,26 @@ pub struct Worker {
     pub thread: JoinHandle<()>,
 }
 
+/// What a worker is told from outside: the current route table, and when to drain.
+#[derive(Clone)]
+pub struct Control {
+    pub table: watch::Receiver<Arc<RouteTable>>,
+    pub drain: watch::Receiver<bool>,
+    pub drain_timeout: Duration,
+    pub record_latency: bool,
+}
+
 impl Worker {
-    pub fn spawn(id: usize, table: Arc<RouteTable>, record_latency: bool) -> io::Result<Worker> {
+    pub fn spawn(id: usize, control: Control) -> io::Result<Worker> {
         let (tx, rx) = mpsc::unbounded_channel();
         let thread = std::thread::Builder::new()
             .name(format!("shardproxy-w{id}"))
-            .spawn(move || run(table, rx, record_latency))?;
+            .spawn(move || run(control, rx))?;
         Ok(Worker { tx, thread })
     }
 }
 
-fn run(table: Arc<RouteTable>, mut rx: mpsc::UnboundedReceiver<Handoff>, record_latency: bool) {
+fn run(mut control: Control, mut rx: mpsc::UnboundedReceiver<Handoff>) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -136,22 +220,92 @@ fn run(table: Arc<RouteTable>, mut rx: mpsc::UnboundedReceiver<Handoff>, record_
     };
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
-        let pools: Vec<Rc<WorkerPool>> = table
-            .pools
-            .iter()
-            .map(|p| WorkerPool::new(p.clone(), table.started, record_latency))
-            .collect();
-        while let Some(handoff) = rx.recv().await {
-            let pool = pools[handoff.pool].clone();
-            match handoff.socket.into_stream() {
-                Ok(stream) => {
-                    tokio::task::spawn_local(session::serve(stream, pool));
+        let mut slots: HashMap<String, Rc<PoolSlot>> = HashMap::new();
+        let table = control.table.borrow_and_update().clone();
+        apply(&mut slots, &table, control.record_latency);
+        let sessions = Rc::new(Cell::new(0usize));
+        let idle = Rc::new(Notify::new());
+        loop {
+            tokio::select! {
+                handoff = rx.recv() => {
+                    let Some(handoff) = handoff else { break };
+                    let Some(slot) = slots.get(&*handoff.pool).cloned() else { continue };
+                    let stats = slot.current().table.stats.clone();
+                    match handoff.socket.into_stream() {
+                        Ok(stream) => {
+                            sessions.set(sessions.get() + 1);
+                            let (sessions, idle, drain) = (sessions.clone(), idle.clone(), control.drain.clone());
+                            tokio::task::spawn_local(async move {
+                                session::serve(stream, slot, drain).await;
+                                sessions.set(sessions.get() - 1);
+                                idle.notify_one();
+                            });
+                        }
+                        Err(e) => {
+                            stats.client_connections.dec();
+                            warn!(error = %e, "could not register client socket");
+                        }
+                    }
                 }
-                Err(e) => {
-                    pool.table.stats.client_connections.dec();
-                    warn!(error = %e, "could not register client socket");
+                changed = control.table.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let table = control.table.borrow_and_update().clone();
+                    apply(&mut slots, &table, control.record_latency);
+                }
+                r = control.drain.changed() => {
+                    if r.is_err() || *control.drain.borrow() {
+                        break;
+                    }
                 }
             }
         }
+        // Draining: sessions answer what they accepted, then backends flush what is queued.
+        let deadline = tokio::time::Instant::now() + control.drain_timeout;
+        while sessions.get() > 0 {
+            if tokio::time::timeout_at(deadline, idle.notified()).await.is_err() {
+                warn!(sessions = sessions.get(), "drain timeout: closing remaining client connections");
+                return;
+            }
+        }
+        while slots.values().any(|s| s.current().busy()) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+}
+
+/// Makes the worker's pools match `table`.
+fn apply(slots: &mut HashMap<String, Rc<PoolSlot>>, table: &Arc<RouteTable>, record_latency: bool) {
+    for pool in &table.pools {
+        let name = &pool.config.name;
+        match slots.get(name) {
+            Some(slot) => {
+                let next = WorkerPool::new(
+                    pool.clone(),
+                    table.started,
+                    record_latency,
+                    Some(&slot.current()),
+                );
+                *slot.current.borrow_mut() = next;
+            }
+            None => {
+                let wp = WorkerPool::new(pool.clone(), table.started, record_latency, None);
+                let slot = PoolSlot {
+                    current: RefCell::new(wp),
+                    removed: Cell::new(false),
+                    on_remove: Notify::new(),
+                };
+                slots.insert(name.clone(), Rc::new(slot));
+            }
+        }
+    }
+    slots.retain(|name, slot| {
+        let keep = table.pool(name).is_some();
+        if !keep {
+            slot.removed.set(true);
+            slot.on_remove.notify_waiters();
+        }
+        keep
     });
 }

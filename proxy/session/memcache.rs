@@ -10,7 +10,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use super::{mc_stats, Flow, Handler};
 use crate::backend::{BackendError, Framing, Outcome, ReplySink, Target};
 use crate::protocol::memcache::{self as mc, After, Command, Expect, Parsed, Request};
-use crate::server::WorkerPool;
+use crate::server::{PoolSlot, WorkerPool};
 use crate::stats::kind;
 
 /// A reply owed to the client, in request order.
@@ -34,7 +34,9 @@ struct MultiGet {
 }
 
 pub struct McSession {
+    /// The pool as of the current batch, refreshed from `slot` (reloads) each turn.
     pool: Rc<WorkerPool>,
+    slot: Rc<PoolSlot>,
     sink: Rc<ReplySink>,
     /// Replies owed, each with the command class it counts under (`NO_CLASS`: not counted).
     entries: VecDeque<(u8, Entry)>,
@@ -51,9 +53,10 @@ const VALUES_FRAMING: Framing = Framing::Memcache(Expect::Values);
 const NO_CLASS: u8 = u8::MAX;
 
 impl McSession {
-    pub fn new(pool: Rc<WorkerPool>, sink: Rc<ReplySink>) -> McSession {
+    pub fn new(slot: Rc<PoolSlot>, sink: Rc<ReplySink>) -> McSession {
         McSession {
-            pool,
+            pool: slot.current(),
+            slot,
             sink,
             entries: VecDeque::new(),
             class: NO_CLASS,
@@ -375,6 +378,10 @@ impl Handler for McSession {
         self.class = NO_CLASS;
         let reply = format!("CLIENT_ERROR {message}\r\n");
         self.push(Entry::Ready(Bytes::from(reply)));
+    }
+
+    fn refresh(&mut self) {
+        super::refresh_pool(&mut self.pool, &self.slot);
     }
 
     fn mid_request(&self, input: &BytesMut) -> bool {

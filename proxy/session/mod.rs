@@ -20,12 +20,13 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 use tracing::debug;
 
 use crate::backend::ReplySink;
 use crate::net::Stream;
-use crate::server::WorkerPool;
+use crate::server::PoolSlot;
 
 /// Requests (a multi-get counts once) a client may have in flight before the proxy stops
 /// reading from it.
@@ -65,24 +66,46 @@ pub trait Handler {
     /// Queues a final error reply (after the replies already owed) before the driver closes;
     /// the handler wraps `message` in its protocol's error form.
     fn fail(&mut self, message: &'static str);
+    /// Picks up a reloaded pool and ejections before the next batch of requests.
+    fn refresh(&mut self);
     /// Whether the handler is partway through a request (more bytes are owed by the client).
     fn mid_request(&self, input: &BytesMut) -> bool {
         !input.is_empty()
     }
 }
 
-/// Serves one client connection until it closes.
-pub async fn serve(stream: Stream, pool: Rc<WorkerPool>) {
+/// Switches a session to the slot's current pool (after a reload) and picks up ejections.
+fn refresh_pool(pool: &mut Rc<crate::server::WorkerPool>, slot: &PoolSlot) {
+    let current = slot.current();
+    if !Rc::ptr_eq(&current, pool) {
+        *pool = current;
+    }
+    pool.refresh();
+}
+
+/// Serves one client connection until it closes, the pool is removed, or the worker drains.
+pub async fn serve(stream: Stream, slot: Rc<PoolSlot>, drain: watch::Receiver<bool>) {
+    let pool = slot.current();
     let stats = pool.table.stats.clone();
     let body_timeout = pool.table.config.client_timeout;
     let sink = Rc::new(ReplySink::default());
+    let ctx = Ctx {
+        stream: &stream,
+        sink: &sink,
+        slot: &slot,
+        drain,
+        body_timeout,
+        stats: &stats,
+    };
     let result = if pool.table.config.redis {
         let id = stats.total_connections.get();
-        let handler = redis::RedisSession::new(pool, sink.clone(), id);
-        drive(&stream, handler, &sink, body_timeout, &stats).await
+        drive(
+            ctx,
+            redis::RedisSession::new(slot.clone(), sink.clone(), id),
+        )
+        .await
     } else {
-        let handler = memcache::McSession::new(pool, sink.clone());
-        drive(&stream, handler, &sink, body_timeout, &stats).await
+        drive(ctx, memcache::McSession::new(slot.clone(), sink.clone())).await
     };
     if let Err(e) = result {
         debug!(error = %e, "client connection error");
@@ -91,25 +114,41 @@ pub async fn serve(stream: Stream, pool: Rc<WorkerPool>) {
     stats.client_connections.dec();
 }
 
-async fn drive<H: Handler>(
-    stream: &Stream,
-    mut h: H,
-    sink: &ReplySink,
+/// What the driver works with besides the handler.
+struct Ctx<'a> {
+    stream: &'a Stream,
+    sink: &'a ReplySink,
+    slot: &'a PoolSlot,
+    drain: watch::Receiver<bool>,
     body_timeout: Duration,
-    stats: &crate::stats::PoolStats,
-) -> io::Result<()> {
+    stats: &'a crate::stats::PoolStats,
+}
+
+async fn drive<H: Handler>(ctx: Ctx<'_>, mut h: H) -> io::Result<()> {
+    let Ctx {
+        stream,
+        sink,
+        slot,
+        mut drain,
+        body_timeout,
+        stats,
+    } = ctx;
+    // Stop reading once the worker drains or the pool leaves the configuration; requests
+    // already read are still answered.
+    let mut stopping = *drain.borrow() || slot.removed();
     let mut rbuf = BytesMut::new();
     let mut wbuf = BytesMut::new();
     let mut closing = false;
     let mut eof = false;
     let mut incomplete_since: Option<Instant> = None;
     loop {
+        h.refresh();
         if !closing && !rbuf.is_empty() && h.in_flight() < MAX_IN_FLIGHT && wbuf.len() < MAX_UNSENT
         {
             closing = h.handle_input(&mut rbuf, MAX_IN_FLIGHT) == Flow::Close;
         }
         // At end of stream, answer every complete request first; what remains is a fragment.
-        if eof && h.in_flight() < MAX_IN_FLIGHT {
+        if (eof || stopping) && h.in_flight() < MAX_IN_FLIGHT {
             closing = true;
         }
         h.drain_replies(&mut wbuf, MAX_UNSENT);
@@ -154,6 +193,8 @@ async fn drive<H: Handler>(
                 }
             }
             _ = sink.changed(), if h.in_flight() > 0 => {}
+            r = drain.changed(), if !stopping => stopping = r.is_err() || *drain.borrow(),
+            _ = slot.wait_removed(), if !stopping => stopping = true,
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                 h.fail("timed out waiting for the rest of the request");
                 rbuf.clear();

@@ -13,7 +13,7 @@ use super::{redis_local, Flow, Handler};
 use crate::backend::{BackendError, Framing, Outcome, ReplySink, Target};
 use crate::protocol::resp::commands::{self, cat, flag, CommandSpec, KeyError};
 use crate::protocol::resp::{encode, reply, Limits, Parser, Step};
-use crate::server::WorkerPool;
+use crate::server::{PoolSlot, WorkerPool};
 use crate::stats::kind;
 
 /// A reply owed to the client, in request order.
@@ -40,7 +40,9 @@ pub(super) enum Entry {
 }
 
 pub struct RedisSession {
+    /// The pool as of the current batch, refreshed from `slot` (reloads) each turn.
     pub(super) pool: Rc<WorkerPool>,
+    slot: Rc<PoolSlot>,
     sink: Rc<ReplySink>,
     /// Replies owed, each with the command class it counts under (`NO_CLASS`: not counted).
     pub(super) entries: VecDeque<(u8, Entry)>,
@@ -62,10 +64,12 @@ enum Split {
 }
 
 impl RedisSession {
-    pub fn new(pool: Rc<WorkerPool>, sink: Rc<ReplySink>, id: u64) -> RedisSession {
+    pub fn new(slot: Rc<PoolSlot>, sink: Rc<ReplySink>, id: u64) -> RedisSession {
+        let pool = slot.current();
         let authenticated = pool.table.config.redis_auth.is_none();
         RedisSession {
             pool,
+            slot,
             sink,
             entries: VecDeque::new(),
             class: NO_CLASS,
@@ -511,6 +515,10 @@ impl Handler for RedisSession {
 
     fn fail(&mut self, message: &'static str) {
         self.error(&format!("ERR {message}"));
+    }
+
+    fn refresh(&mut self) {
+        super::refresh_pool(&mut self.pool, &self.slot);
     }
 
     fn mid_request(&self, input: &BytesMut) -> bool {
