@@ -168,6 +168,9 @@ impl BackendConn {
             if Instant::now() < *until {
                 let err = err.clone();
                 drop(st);
+                // Each request failed fast counts, as each failed request does in twemproxy:
+                // a dead server is ejected after `server_failure_limit` failed requests.
+                self.settings.health.failure();
                 target.deliver(Err(err));
                 return;
             }
