@@ -180,6 +180,8 @@ impl PoolSlot {
 pub struct Handoff {
     pub pool: Arc<str>,
     pub socket: Accepted,
+    /// The pool's counters, to release the connection slot if the client can't be served.
+    pub stats: Arc<crate::stats::PoolStats>,
 }
 
 /// The acceptor's handle on a worker thread.
@@ -227,10 +229,33 @@ fn run(mut control: Control, mut rx: mpsc::UnboundedReceiver<Handoff>) {
         let idle = Rc::new(Notify::new());
         loop {
             tokio::select! {
+                // Table changes and drain first: a handoff is served by the newest table.
+                biased;
+                changed = control.table.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let table = control.table.borrow_and_update().clone();
+                    apply(&mut slots, &table, control.record_latency);
+                }
+                r = control.drain.changed() => {
+                    if r.is_err() || *control.drain.borrow() {
+                        break;
+                    }
+                }
                 handoff = rx.recv() => {
                     let Some(handoff) = handoff else { break };
-                    let Some(slot) = slots.get(&*handoff.pool).cloned() else { continue };
-                    let stats = slot.current().table.stats.clone();
+                    // A client of a pool that a reload just added can arrive before this worker
+                    // has applied that reload: apply it first.
+                    if control.table.has_changed().unwrap_or(false) {
+                        let table = control.table.borrow_and_update().clone();
+                        apply(&mut slots, &table, control.record_latency);
+                    }
+                    let stats = handoff.stats;
+                    let Some(slot) = slots.get(&*handoff.pool).cloned() else {
+                        stats.client_connections.dec(); // the pool is gone: close the client
+                        continue;
+                    };
                     match handoff.socket.into_stream() {
                         Ok(stream) => {
                             sessions.set(sessions.get() + 1);
@@ -245,18 +270,6 @@ fn run(mut control: Control, mut rx: mpsc::UnboundedReceiver<Handoff>) {
                             stats.client_connections.dec();
                             warn!(error = %e, "could not register client socket");
                         }
-                    }
-                }
-                changed = control.table.changed() => {
-                    if changed.is_err() {
-                        break;
-                    }
-                    let table = control.table.borrow_and_update().clone();
-                    apply(&mut slots, &table, control.record_latency);
-                }
-                r = control.drain.changed() => {
-                    if r.is_err() || *control.drain.borrow() {
-                        break;
                     }
                 }
             }

@@ -213,7 +213,7 @@ impl Rng {
     }
 
     fn below(&mut self, n: u32) -> u32 {
-        ((self.next() >> 32) * u64::from(n) >> 32) as u32
+        (((self.next() >> 32) * u64::from(n)) >> 32) as u32
     }
 }
 
@@ -482,35 +482,40 @@ fn thread_main(
         }
         conns
     });
-    let conns: Vec<Rc<RefCell<Conn>>> = conns.into_iter().map(|c| Rc::new(RefCell::new(c))).collect();
     let stats = Rc::new(RefCell::new(Stats::new()));
 
-    let run_phase = |phase: Phase| {
+    // Runs one phase on every connection; the connections come back for the next phase.
+    let run_phase = |conns: Vec<Conn>, phase: Phase| -> Vec<Conn> {
         local.block_on(&rt, async {
             let mut tasks = Vec::with_capacity(conns.len());
-            for conn in &conns {
-                let (conn, cfg, shared, stats) = (conn.clone(), cfg.clone(), shared.clone(), stats.clone());
+            for mut conn in conns {
+                let (cfg, shared, stats) = (cfg.clone(), shared.clone(), stats.clone());
                 tasks.push(tokio::task::spawn_local(async move {
-                    conn.borrow_mut().run(&cfg, &shared, phase, &stats).await;
+                    conn.run(&cfg, &shared, phase, &stats).await;
+                    conn
                 }));
             }
+            let mut back = Vec::with_capacity(tasks.len());
             for t in tasks {
-                t.await.unwrap_or_else(|e| fail(1, &format!("connection task failed: {e}")));
+                back.push(t.await.unwrap_or_else(|e| fail(1, &format!("connection task failed: {e}"))));
             }
+            back
         })
     };
 
     barrier.wait(); // everyone connected
+    let mut conns = conns;
     if prefill {
-        run_phase(Phase::Prefill);
+        conns = run_phase(conns, Phase::Prefill);
         barrier.wait(); // everyone stored their keys
     }
     barrier.wait(); // the clock starts
     let start = Instant::now();
     let cpu0 = thread_cpu_ns();
-    run_phase(Phase::Measure { deadline: cfg.duration.map(|d| start + d) });
+    let conns = run_phase(conns, Phase::Measure { deadline: cfg.duration.map(|d| start + d) });
     let mut st = Rc::try_unwrap(stats).ok().expect("tasks done").into_inner();
     st.cpu_ns = thread_cpu_ns().saturating_sub(cpu0);
+    drop(conns);
     st
 }
 
