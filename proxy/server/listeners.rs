@@ -159,6 +159,7 @@ async fn accept_loop(
         let handoff = Handoff {
             pool: pool.config.name.as_str().into(),
             socket,
+            stats: pool.stats.clone(),
         };
         if worker.send(handoff).is_err() {
             stats.client_connections.dec();
