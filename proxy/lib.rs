@@ -10,9 +10,12 @@
 //! - [`session`]: client connections: parse, route, split, merge, reply in order.
 //! - [`server`]: listeners, worker threads, the accept loop.
 //! - [`stats`]: counters recorded on the data path.
+//! - [`coalesce`]: identical reads in flight share one backend request.
+//! - [`ttl`]: TTL jitter for writes.
 
 pub mod backend;
 pub mod cli;
+pub mod coalesce;
 pub mod config;
 pub mod hash;
 pub mod net;
@@ -22,3 +25,4 @@ pub mod server;
 pub mod session;
 pub mod stats;
 pub mod topology;
+pub mod ttl;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::backend::{EjectPolicy, Health};
+use crate::coalesce::WriteEpochs;
 use crate::config::{Config, PoolConfig};
 use crate::protocol::memcache::Limits;
 use crate::ring::{KeyRouter, RingNode};
@@ -27,6 +28,8 @@ pub struct PoolTable {
     pub epoch: Arc<AtomicU64>,
     pub policy: EjectPolicy,
     pub limits: Limits,
+    /// Write epochs for read-your-writes under coalescing, shared by every worker.
+    pub write_epochs: Arc<WriteEpochs>,
 }
 
 impl PoolTable {
@@ -66,6 +69,7 @@ impl PoolTable {
             epoch: Arc::new(AtomicU64::new(0)),
             policy,
             limits: Limits::with_item_size_max(config.item_size_max),
+            write_epochs: previous.map(|p| p.write_epochs.clone()).unwrap_or_default(),
             config,
         }
     }

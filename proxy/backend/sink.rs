@@ -102,9 +102,16 @@ impl ReplySink {
     }
 }
 
+/// Something other than a single session slot that takes a reply: a coalesced read's flight,
+/// which hands it to every waiter.
+pub trait Deliver {
+    fn deliver(&self, outcome: Outcome);
+}
+
 /// Where a backend sends one reply.
 pub enum Target {
     Slot(std::rc::Rc<ReplySink>, u32),
+    Shared(std::rc::Rc<dyn Deliver>),
     /// Nobody waits (noreply, or the request already timed out): the reply is read and dropped,
     /// which keeps the shared connection's replies matched to their requests.
     Discard,
@@ -112,8 +119,10 @@ pub enum Target {
 
 impl Target {
     pub fn deliver(self, outcome: Outcome) {
-        if let Target::Slot(sink, id) = self {
-            sink.complete(id, outcome);
+        match self {
+            Target::Slot(sink, id) => sink.complete(id, outcome),
+            Target::Shared(d) => d.deliver(outcome),
+            Target::Discard => {}
         }
     }
 }

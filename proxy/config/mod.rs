@@ -7,7 +7,8 @@
 //! `[::1]:port`, `reuseport`), and the only values refused beyond twemproxy's rules are those
 //! YAML would silently alter (an unquoted `redis_auth: 1e3`, see `scalar::verbatim`).
 //!
-//! shardproxy's own keys (`allow_flush_all`, `item_size_max`, `client_timeout`) sit beside
+//! shardproxy's own keys (`allow_flush_all`, `item_size_max`, `client_timeout`, `coalesce`,
+//! `ttl_jitter`) sit beside
 //! twemproxy's in the pool mapping; nutcracker would refuse them as unknown, so a file that
 //! uses them is shardproxy-only.
 //!
@@ -102,6 +103,13 @@ pub struct PoolConfig {
     /// shardproxy extension (`client_timeout:`, ms, > 0): a client that leaves a request
     /// incomplete for longer is sent an error and closed.
     pub client_timeout: Duration,
+    /// shardproxy extension (`coalesce:`): identical reads in flight to the same server share
+    /// one backend request (default true).
+    pub coalesce: bool,
+    /// shardproxy extension (`ttl_jitter:`, percent): relative expiry times of writes are
+    /// shortened by a random amount up to this fraction, so keys written together do not
+    /// expire together (default 0, off).
+    pub ttl_jitter: u8,
 }
 
 impl PoolConfig {
@@ -130,6 +138,8 @@ impl PoolConfig {
             allow_flush_all: true,
             item_size_max: DEFAULT_ITEM_SIZE_MAX,
             client_timeout: DEFAULT_CLIENT_TIMEOUT,
+            coalesce: true,
+            ttl_jitter: 0,
         }
     }
 }

@@ -183,6 +183,15 @@ impl<'a> Builder<'a> {
             "reuseport" => p.reuseport = boolean(value)?,
             "servers" => self.servers = Some(server::parse_list(value).map_err(Reasons)?),
             "allow_flush_all" => p.allow_flush_all = boolean(value)?,
+            "coalesce" => p.coalesce = boolean(value)?,
+            "ttl_jitter" => match number(value)? {
+                n @ 0..=100 => p.ttl_jitter = n as u8,
+                n => {
+                    return Err(
+                        format!("{n} is out of range (expected a percentage, 0..=100)").into(),
+                    )
+                }
+            },
             // 0 would time out every request the moment it arrives in two reads.
             "client_timeout" => match number(value)? {
                 0 => return Err("cannot be 0".to_string().into()),

@@ -49,6 +49,8 @@ fn defaults_when_keys_are_absent() {
     assert_eq!((p.server_failure_limit, p.item_size_max), (2, 1_048_576));
     assert!(p.allow_flush_all && !p.redis && !p.preconnect && !p.auto_eject_hosts);
     assert_eq!(p.client_timeout, Duration::from_millis(30_000));
+    assert!(p.coalesce);
+    assert_eq!(p.ttl_jitter, 0);
 }
 
 #[test]
@@ -118,6 +120,8 @@ fn value_rules() {
     );
     rejects("  item_size_max: 0\n", "item_size_max", "out of range");
     rejects("  client_timeout: 0\n", "client_timeout", "cannot be 0");
+    rejects("  ttl_jitter: 101\n", "ttl_jitter", "out of range");
+    rejects("  coalesce: yes\n", "coalesce", "is not");
     rejects(
         "  item_size_max: 1073741825\n",
         "item_size_max",

@@ -19,6 +19,7 @@
 mod ketama;
 mod modula;
 mod random;
+pub use random::next_u32;
 mod router;
 
 #[cfg(test)]

@@ -69,8 +69,9 @@ fn seed() -> u64 {
     }
 }
 
-/// xorshift64* step; returns the high 32 bits (the better ones).
-fn next_u32() -> u32 {
+/// xorshift64* step; returns the high 32 bits (the better ones). Also used for TTL jitter:
+/// a fast per-thread generator, no lock, no allocation.
+pub fn next_u32() -> u32 {
     STATE.with(|s| {
         let mut x = s.get();
         x ^= x >> 12;

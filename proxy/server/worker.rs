@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tracing::warn;
 
 use crate::backend::{ConnSettings, Handshake, HealthCtx, Server, ServerIdentity};
+use crate::coalesce::Flights;
 use crate::net::Accepted;
 use crate::ring::KeyRouter;
 use crate::session;
@@ -34,6 +35,8 @@ pub struct WorkerPool {
     pub started: Instant,
     router: RefCell<Rc<KeyRouter>>,
     epoch: Cell<u64>,
+    /// Reads in flight that identical reads may join (this worker, this generation).
+    pub flights: Rc<Flights>,
 }
 
 /// Largest value a backend reply may announce: memcached's own ceiling for `-I`.
@@ -103,6 +106,7 @@ impl WorkerPool {
             started,
             router,
             epoch,
+            flights: Rc::default(),
         })
     }
 

@@ -2,42 +2,33 @@
 //! multi-gets per server, and assembles replies in request order.
 
 use std::collections::VecDeque;
-use std::ops::Range;
 use std::rc::Rc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::{mc_stats, Flow, Handler};
-use crate::backend::{BackendError, Framing, Outcome, ReplySink, Target};
+use crate::backend::{BackendError, Framing, ReplySink, Target};
 use crate::protocol::memcache::{self as mc, After, Command, Expect, Parsed, Request};
 use crate::server::{PoolSlot, WorkerPool};
 use crate::stats::kind;
 
 /// A reply owed to the client, in request order.
-enum Entry {
+pub(super) enum Entry {
     /// Answered by the proxy itself.
     Ready(Bytes),
     /// One backend request; `keys` is the key count of a retrieval (for hit/miss counts).
     Single { slot: u32, keys: u32 },
     /// A multi-get split over several servers.
-    Multi(Box<MultiGet>),
+    Multi(Box<super::mc_get::MultiGet>),
     /// A command sent to every server of the pool (flush_all): `OK` when all answered `OK`.
     All { slots: Vec<u32> },
 }
 
-struct MultiGet {
-    frame: Bytes,
-    /// Each key of the request, in order, with the fragment (server) it went to.
-    keys: Vec<(Range<usize>, u32)>,
-    /// One backend request slot per server involved.
-    slots: Vec<u32>,
-}
-
 pub struct McSession {
     /// The pool as of the current batch, refreshed from `slot` (reloads) each turn.
-    pool: Rc<WorkerPool>,
+    pub(super) pool: Rc<WorkerPool>,
     slot: Rc<PoolSlot>,
-    sink: Rc<ReplySink>,
+    pub(super) sink: Rc<ReplySink>,
     /// Replies owed, each with the command class it counts under (`NO_CLASS`: not counted).
     entries: VecDeque<(u8, Entry)>,
     /// Class of the request being dispatched.
@@ -45,10 +36,10 @@ pub struct McSession {
     /// Bytes of a refused value still to be skipped.
     swallow: u64,
     /// Scratch space for per-key server indexes of a multi-get, reused across requests.
-    scratch: Vec<u32>,
+    pub(super) scratch: Vec<u32>,
 }
 
-const VALUES_FRAMING: Framing = Framing::Memcache(Expect::Values);
+pub(super) const VALUES_FRAMING: Framing = Framing::Memcache(Expect::Values);
 /// Class of replies that are not counted per command (refused requests).
 const NO_CLASS: u8 = u8::MAX;
 
@@ -65,7 +56,7 @@ impl McSession {
         }
     }
 
-    fn push(&mut self, entry: Entry) {
+    pub(super) fn push(&mut self, entry: Entry) {
         self.entries.push_back((self.class, entry));
     }
 
@@ -74,9 +65,13 @@ impl McSession {
     }
 
     /// Routes and forwards one request, recording the reply it owes.
-    fn dispatch(&mut self, req: Request, frame: Bytes) -> Flow {
+    fn dispatch(&mut self, mut req: Request, frame: Bytes) -> Flow {
         self.class = req.cmd as u8;
         self.pool.table.stats.requests[req.cmd as usize].inc();
+        let jitter = self.pool.table.config.ttl_jitter;
+        if jitter > 0 && has_exptime(req.cmd) {
+            req.exptime = crate::ttl::jitter_memcache(req.exptime, jitter);
+        }
         match req.cmd {
             Command::Get | Command::Gets | Command::Gat | Command::Gats => {
                 self.retrieval(req, frame)
@@ -111,7 +106,13 @@ impl McSession {
             }
             Command::Quit => return Flow::Close,
             cmd => {
-                let server = self.pool.server_for(&frame[req.keys[0].clone()]);
+                let key = &frame[req.keys[0].clone()];
+                let server = self.pool.server_for(key);
+                if let (Some(s), true) = (server, self.pool.table.config.coalesce) {
+                    // Every command left here changes the key: later reads must not join a
+                    // read that started before it.
+                    self.pool.table.write_epochs.wrote(s, key);
+                }
                 let framing = Framing::Memcache(mc::expect_for(cmd));
                 self.forward(server, framing, req.noreply, 0, |dst| {
                     mc::encode_keyed(&req, &frame, dst)
@@ -123,7 +124,7 @@ impl McSession {
 
     /// Sends one request to `server` (None: no server available) and owes its reply unless
     /// `noreply`.
-    fn forward(
+    pub(super) fn forward(
         &mut self,
         server: Option<usize>,
         framing: Framing,
@@ -150,71 +151,12 @@ impl McSession {
         }
     }
 
-    fn retrieval(&mut self, req: Request, frame: Bytes) {
-        let nkeys = req.keys.len() as u32;
-        let mut servers = std::mem::take(&mut self.scratch);
-        servers.clear();
-        servers.extend(req.keys.iter().map(|k| {
-            self.pool
-                .server_for(&frame[k.clone()])
-                .map_or(u32::MAX, |s| s as u32)
-        }));
-        let first = servers[0];
-        if servers.iter().all(|&s| s == first) {
-            // One server holds every key: forward as is and pass the reply through untouched.
-            let server = (first != u32::MAX).then_some(first as usize);
-            let keys = req.keys.iter().map(|k| &frame[k.clone()]);
-            self.forward(server, VALUES_FRAMING, false, nkeys, |dst| {
-                mc::encode_retrieval(req.cmd, req.exptime, keys, dst)
-            });
-        } else {
-            self.split_retrieval(&req, frame, &servers);
-        }
-        self.scratch = servers;
-    }
-
-    /// One backend request per server, keys kept in request order within each.
-    fn split_retrieval(&mut self, req: &Request, frame: Bytes, servers: &[u32]) {
-        let mut order: Vec<u32> = Vec::new();
-        let mut keys = Vec::with_capacity(req.keys.len());
-        for (k, &s) in req.keys.iter().zip(servers) {
-            let frag = match order.iter().position(|&o| o == s) {
-                Some(i) => i,
-                None => {
-                    order.push(s);
-                    order.len() - 1
-                }
-            };
-            keys.push((k.clone(), frag as u32));
-        }
-        self.pool.table.stats.fragments.add(order.len() as u64);
-        let mut slots = Vec::with_capacity(order.len());
-        for (frag, &server) in order.iter().enumerate() {
-            let slot = self.sink.alloc();
-            slots.push(slot);
-            let target = Target::Slot(self.sink.clone(), slot);
-            if server == u32::MAX {
-                target.deliver(Err(BackendError::Io("no server available".into())));
-                continue;
-            }
-            let frag_keys = keys
-                .iter()
-                .filter(|(_, f)| *f == frag as u32)
-                .map(|(k, _)| &frame[k.clone()]);
-            self.pool.servers[server as usize]
-                .conn()
-                .send(VALUES_FRAMING, target, |dst| {
-                    mc::encode_retrieval(req.cmd, req.exptime, frag_keys, dst)
-                });
-        }
-        self.push(Entry::Multi(Box::new(MultiGet { frame, keys, slots })));
-    }
-
     fn flush_all(&mut self, req: &Request) {
         if !self.pool.table.config.allow_flush_all {
             self.ready(b"SERVER_ERROR flush_all is disabled for this pool\r\n");
             return;
         }
+        self.pool.table.write_epochs.wrote_all();
         let framing = Framing::Memcache(Expect::Ok);
         let mut slots = Vec::new();
         for server in &self.pool.servers {
@@ -268,44 +210,28 @@ impl McSession {
         }
     }
 
-    /// Merges fragment replies: for each requested key, in order, the next `VALUE` block of its
-    /// server's reply if that block is for this key, else a miss. A failed server's keys are
-    /// misses (counted as lost), so the other servers' hits still reach the client.
-    fn emit_multi(&mut self, m: MultiGet, out: &mut BytesMut) {
-        let stats = &self.pool.table.stats;
-        let replies: Vec<Outcome> = m.slots.iter().map(|&s| self.sink.take(s)).collect();
-        let mut cursors: Vec<usize> = vec![0; replies.len()];
-        for (key, frag) in &m.keys {
-            let key = &m.frame[key.clone()];
-            let f = *frag as usize;
-            let Ok(reply) = &replies[f] else {
-                stats.get_lost.inc();
-                stats.get_misses.inc();
-                continue;
-            };
-            let block = mc::value_blocks(&reply[cursors[f]..]).next();
-            match block {
-                Some(b) if b.key == key => {
-                    let start = cursors[f] + b.block.start;
-                    let end = cursors[f] + b.block.end;
-                    out.put_slice(&reply[start..end]);
-                    cursors[f] = end;
-                    stats.get_hits.inc();
-                }
-                _ => stats.get_misses.inc(),
-            }
-        }
-        out.put_slice(b"END\r\n");
-    }
-
     fn entry_done(&self, entry: &Entry) -> bool {
         match entry {
             Entry::Ready(_) => true,
             Entry::Single { slot, .. } => self.sink.is_done(*slot),
-            Entry::Multi(m) => m.slots.iter().all(|&s| self.sink.is_done(s)),
+            Entry::Multi(m) => m.done(&self.sink),
             Entry::All { slots } => slots.iter().all(|&s| self.sink.is_done(s)),
         }
     }
+}
+
+/// Commands whose expiry time TTL jitter may shorten.
+fn has_exptime(cmd: Command) -> bool {
+    matches!(
+        cmd,
+        Command::Set
+            | Command::Add
+            | Command::Replace
+            | Command::Cas
+            | Command::Touch
+            | Command::Gat
+            | Command::Gats
+    )
 }
 
 fn put_error(out: &mut BytesMut, err: &BackendError, stats: &crate::stats::PoolStats) {

@@ -10,6 +10,7 @@
 //! client), and a request that stays incomplete too long closes the connection, which stops
 //! slowloris clients that hold a value half-sent.
 
+mod mc_get;
 mod mc_stats;
 pub mod memcache;
 pub mod redis;

@@ -11,6 +11,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::{redis_local, Flow, Handler};
 use crate::backend::{BackendError, Framing, Outcome, ReplySink, Target};
+use crate::coalesce::cmd;
 use crate::protocol::resp::commands::{self, cat, flag, CommandSpec, KeyError};
 use crate::protocol::resp::{encode, reply, Limits, Parser, Step};
 use crate::server::{PoolSlot, WorkerPool};
@@ -197,16 +198,53 @@ impl RedisSession {
         };
         let get = spec.name == "get";
         let Some(server) = server else {
-            self.pool.table.stats.forward_error.inc();
+            let stats = &self.pool.table.stats;
+            stats.forward_error.inc();
+            stats.errors[kind::EJECTED].inc();
             self.error("ERR no server available");
             return;
         };
+        let pool = self.pool.clone();
+        let cfg = &pool.table.config;
+        if cfg.coalesce && spec.has_flag(flag::WRITE) {
+            // Later reads of these keys must not join a read that started before this write.
+            match spec.single_key() {
+                Some(i) => pool.table.write_epochs.wrote(server, argv[i]),
+                None => self
+                    .keys
+                    .iter()
+                    .for_each(|&k| pool.table.write_epochs.wrote(server, argv[k])),
+            }
+        }
+        let frame = match cfg.ttl_jitter {
+            0 => frame,
+            pct => crate::ttl::jitter_redis(spec.name, argv, pct).unwrap_or(frame),
+        };
         let slot = self.sink.alloc();
-        self.pool.servers[server].conn().send(
-            Framing::Resp,
-            Target::Slot(self.sink.clone(), slot),
-            |dst| dst.put_slice(&frame),
-        );
+        let mut target = Target::Slot(self.sink.clone(), slot);
+        if get && cfg.coalesce {
+            let key = frame.slice_ref(argv[1]);
+            let epochs = &pool.table.write_epochs;
+            if let Some(flight) = pool.flights.find(epochs, server, cmd::REDIS_GET, &key) {
+                flight.add_waiter(self.sink.clone(), slot);
+                pool.table.stats.coalesced.inc();
+                self.push(Entry::Single { slot, get });
+                return;
+            }
+            if let Some(flight) = pool.flights.start(
+                epochs,
+                server,
+                cmd::REDIS_GET,
+                key,
+                Some((self.sink.clone(), slot)),
+            ) {
+                pool.table.stats.flights.inc();
+                target = Target::Shared(flight);
+            }
+        }
+        pool.servers[server]
+            .conn()
+            .send(Framing::Resp, target, |dst| dst.put_slice(&frame));
         self.push(Entry::Single { slot, get });
     }
 
@@ -217,6 +255,17 @@ impl RedisSession {
             .step_by(step)
             .map(|i| self.pool.server_for(argv[i]).map_or(u32::MAX, |s| s as u32))
             .collect();
+        let writes = matches!(
+            argv[0].to_ascii_lowercase().as_slice(),
+            b"mset" | b"del" | b"unlink"
+        );
+        if writes && self.pool.table.config.coalesce {
+            for (i, &s) in (first..argv.len()).step_by(step).zip(&servers) {
+                if s != u32::MAX {
+                    self.pool.table.write_epochs.wrote(s as usize, argv[i]);
+                }
+            }
+        }
         if servers.iter().all(|&s| s == servers[0]) && servers[0] != u32::MAX {
             let slot = self.sink.alloc();
             self.pool.servers[servers[0] as usize].conn().send(

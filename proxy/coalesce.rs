@@ -1,0 +1,232 @@
+//! Miss coalescing ("single flight"): while a read of key K is in flight to its server, an
+//! identical read of K joins it instead of being sent again, and every waiter gets its own
+//! copy of the reply (a reference-counted `Bytes`, no copy for single-key reads). When a hot
+//! key expires, hundreds of clients miss at once; the backend (and the database behind the
+//! application) sees one read per worker instead of hundreds.
+//!
+//! Rules, each tested:
+//! - Flights are per worker and per pool *generation* (a reload builds new tables), keyed by
+//!   (server, command, key), so a reload never mixes rings and `gets` never receives a `get`.
+//! - Read-your-writes: every write forwarded for K bumps a shared per-pool epoch for K's
+//!   bucket; a read joins a flight only if no write to its bucket was forwarded since the
+//!   flight started, on any worker.
+//! - The backend request belongs to the flight, not to its first client: a leader that
+//!   disconnects cancels nothing, and errors and timeouts reach every waiter (who therefore
+//!   never waits longer than the pool timeout of the request they joined).
+//! - The table is bounded, hashed with a per-process random seed (keys come from clients),
+//!   and an entry lives exactly as long as its flight.
+
+use std::cell::RefCell;
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::backend::{Deliver, Outcome, ReplySink};
+use crate::protocol::memcache::value_blocks;
+
+/// Most flights one worker keeps per pool; beyond it reads are simply not coalesced.
+const MAX_FLIGHTS: usize = 16 * 1024;
+/// Buckets of the per-pool write epoch table.
+const WRITE_BUCKETS: usize = 4096;
+
+/// Command classes that coalesce separately (their replies differ).
+pub mod cmd {
+    pub const GET: u8 = 0;
+    pub const GETS: u8 = 1;
+    pub const REDIS_GET: u8 = 2;
+}
+
+/// Per-pool write epochs, shared by every worker: bumped when a write to a key of the bucket
+/// is forwarded.
+pub struct WriteEpochs(Box<[AtomicU64]>);
+
+impl Default for WriteEpochs {
+    fn default() -> Self {
+        WriteEpochs((0..WRITE_BUCKETS).map(|_| AtomicU64::new(0)).collect())
+    }
+}
+
+fn bucket(server: usize, key: &[u8]) -> usize {
+    static SEED: OnceLock<RandomState> = OnceLock::new();
+    let h = SEED.get_or_init(RandomState::new).hash_one((server, key));
+    (h as usize) % WRITE_BUCKETS
+}
+
+impl WriteEpochs {
+    /// Records that a write of `key` on `server` is being forwarded.
+    #[inline]
+    pub fn wrote(&self, server: usize, key: &[u8]) {
+        self.0[bucket(server, key)].fetch_add(1, Ordering::Release);
+    }
+
+    /// Records a write to every key (memcached `flush_all`).
+    pub fn wrote_all(&self) {
+        for e in self.0.iter() {
+            e.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    fn current(&self, server: usize, key: &[u8]) -> u64 {
+        self.0[bucket(server, key)].load(Ordering::Acquire)
+    }
+}
+
+#[derive(Hash, PartialEq, Eq)]
+struct FlightKey {
+    server: u32,
+    cmd: u8,
+    key: Bytes,
+}
+
+/// One worker's flights for one pool generation.
+#[derive(Default)]
+pub struct Flights {
+    map: RefCell<HashMap<FlightKey, Rc<Flight>>>,
+}
+
+/// A backend read that identical reads can join.
+pub struct Flight {
+    key: FlightKey,
+    /// The write epoch of the key's bucket when the flight started.
+    epoch: u64,
+    waiters: RefCell<Vec<(Rc<ReplySink>, u32)>>,
+    table: Weak<Flights>,
+}
+
+impl Flights {
+    /// The flight this read may join: one in flight for the same (server, command, key) with
+    /// no write to the key forwarded since it started.
+    pub fn find(
+        &self,
+        epochs: &WriteEpochs,
+        server: usize,
+        cmd: u8,
+        key: &Bytes,
+    ) -> Option<Rc<Flight>> {
+        let map = self.map.borrow();
+        if map.is_empty() {
+            return None;
+        }
+        let k = FlightKey {
+            server: server as u32,
+            cmd,
+            key: key.clone(),
+        };
+        map.get(&k)
+            .filter(|f| f.epoch == epochs.current(server, key))
+            .cloned()
+    }
+
+    /// Starts a flight (replacing a stale one for the same key); `first` is its first waiter.
+    /// None when the table is full.
+    pub fn start(
+        self: &Rc<Self>,
+        epochs: &WriteEpochs,
+        server: usize,
+        cmd: u8,
+        key: Bytes,
+        first: Option<(Rc<ReplySink>, u32)>,
+    ) -> Option<Rc<Flight>> {
+        let mut map = self.map.borrow_mut();
+        if map.len() >= MAX_FLIGHTS {
+            return None;
+        }
+        let epoch = epochs.current(server, &key);
+        let flight = Rc::new(Flight {
+            key: FlightKey {
+                server: server as u32,
+                cmd,
+                key: key.clone(),
+            },
+            epoch,
+            waiters: RefCell::new(first.into_iter().collect()),
+            table: Rc::downgrade(self),
+        });
+        map.insert(
+            FlightKey {
+                server: server as u32,
+                cmd,
+                key,
+            },
+            flight.clone(),
+        );
+        Some(flight)
+    }
+
+    /// Flights in progress (for tests and diagnostics).
+    pub fn len(&self) -> usize {
+        self.map.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.borrow().is_empty()
+    }
+}
+
+impl Flight {
+    /// The reply will also go to `(sink, slot)`.
+    pub fn add_waiter(&self, sink: Rc<ReplySink>, slot: u32) {
+        self.waiters.borrow_mut().push((sink, slot));
+    }
+
+    fn finish(&self, outcome: Outcome) {
+        if let Some(table) = self.table.upgrade() {
+            let mut map = table.map.borrow_mut();
+            if map.get(&self.key).is_some_and(|f| std::ptr::eq(&**f, self)) {
+                map.remove(&self.key);
+            }
+        }
+        for (sink, slot) in self.waiters.take() {
+            sink.complete(slot, outcome.clone());
+        }
+    }
+
+    fn has_waiters(&self) -> bool {
+        !self.waiters.borrow().is_empty()
+    }
+}
+
+impl Deliver for Flight {
+    fn deliver(&self, outcome: Outcome) {
+        self.finish(outcome);
+    }
+}
+
+/// A memcached multi-get fragment whose keys lead flights: the fragment's reply goes to the
+/// multi-get, and each flight with waiters gets its key's part (`VALUE ...` then `END`).
+pub struct FragmentLead {
+    pub slot: (Rc<ReplySink>, u32),
+    pub flights: Vec<Rc<Flight>>,
+}
+
+impl Deliver for FragmentLead {
+    fn deliver(&self, outcome: Outcome) {
+        for flight in &self.flights {
+            let part = match &outcome {
+                Err(e) => Err(e.clone()),
+                Ok(_) if !flight.has_waiters() => Ok(Bytes::new()),
+                Ok(reply) => Ok(single_key_reply(reply, &flight.key.key)),
+            };
+            flight.finish(part);
+        }
+        self.slot.0.complete(self.slot.1, outcome);
+    }
+}
+
+/// The reply `get key` would have had, cut from a multi-key reply.
+fn single_key_reply(reply: &Bytes, key: &[u8]) -> Bytes {
+    match value_blocks(reply).find(|b| b.key == key) {
+        Some(b) => {
+            let mut out = BytesMut::with_capacity(b.block.len() + 5);
+            out.put_slice(&reply[b.block]);
+            out.put_slice(b"END\r\n");
+            out.freeze()
+        }
+        None => Bytes::from_static(b"END\r\n"),
+    }
+}

@@ -1,0 +1,225 @@
+//! memcached retrievals (`get`, `gets`, `gat`, `gats`): routing per key, splitting a
+//! multi-get into one request per server, joining reads already in flight (coalescing), and
+//! merging the replies back in request order.
+
+use std::ops::Range;
+use std::rc::Rc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::memcache::{Entry, McSession, VALUES_FRAMING};
+use crate::backend::{BackendError, Outcome, ReplySink, Target};
+use crate::coalesce::{cmd, FragmentLead};
+use crate::protocol::memcache::{self as mc, Command, Request};
+
+/// Where one key of a multi-get gets its answer.
+#[derive(Clone, Copy)]
+enum Source {
+    /// The reply of fragment `n` (one per server involved).
+    Fragment(u32),
+    /// Its own slot, filled by a flight it joined.
+    Joined(u32),
+}
+
+/// A multi-get in progress.
+pub(crate) struct MultiGet {
+    frame: Bytes,
+    /// Each key of the request, in order, with where its answer comes from.
+    keys: Vec<(Range<usize>, Source)>,
+    /// One backend request slot per fragment.
+    slots: Vec<u32>,
+}
+
+impl MultiGet {
+    pub(crate) fn done(&self, sink: &ReplySink) -> bool {
+        self.slots.iter().all(|&s| sink.is_done(s))
+            && self.keys.iter().all(|(_, src)| match src {
+                Source::Joined(s) => sink.is_done(*s),
+                Source::Fragment(_) => true,
+            })
+    }
+}
+
+impl McSession {
+    pub(super) fn retrieval(&mut self, req: Request, frame: Bytes) {
+        let coalesce =
+            self.pool.table.config.coalesce && matches!(req.cmd, Command::Get | Command::Gets);
+        let kind = if req.cmd == Command::Gets {
+            cmd::GETS
+        } else {
+            cmd::GET
+        };
+        let mut servers = std::mem::take(&mut self.scratch);
+        servers.clear();
+        servers.extend(req.keys.iter().map(|k| {
+            self.pool
+                .server_for(&frame[k.clone()])
+                .map_or(u32::MAX, |s| s as u32)
+        }));
+        let first = servers[0];
+        if req.keys.len() == 1 && coalesce && first != u32::MAX {
+            self.single_coalesced(first as usize, kind, frame.slice(req.keys[0].clone()), &req);
+        } else if servers.iter().all(|&s| s == first) && (!coalesce || self.pool.flights.is_empty())
+        {
+            // One server holds every key and nothing can be joined: forward as is and pass the
+            // reply through untouched.
+            let server = (first != u32::MAX).then_some(first as usize);
+            let keys = req.keys.iter().map(|k| &frame[k.clone()]);
+            let nkeys = req.keys.len() as u32;
+            self.forward(server, VALUES_FRAMING, false, nkeys, |dst| {
+                mc::encode_retrieval(req.cmd, req.exptime, keys, dst)
+            });
+        } else {
+            self.split(&req, frame, &servers, coalesce.then_some(kind));
+        }
+        self.scratch = servers;
+    }
+
+    /// A single-key get: join the read in flight, or lead a new one.
+    fn single_coalesced(&mut self, server: usize, kind: u8, key: Bytes, req: &Request) {
+        let pool = self.pool.clone();
+        let stats = &pool.table.stats;
+        let slot = self.sink.alloc();
+        if let Some(flight) = pool
+            .flights
+            .find(&pool.table.write_epochs, server, kind, &key)
+        {
+            flight.add_waiter(self.sink.clone(), slot);
+            stats.coalesced.inc();
+            self.push(Entry::Single { slot, keys: 1 });
+            return;
+        }
+        let target = match pool.flights.start(
+            &pool.table.write_epochs,
+            server,
+            kind,
+            key.clone(),
+            Some((self.sink.clone(), slot)),
+        ) {
+            Some(flight) => {
+                stats.flights.inc();
+                Target::Shared(flight)
+            }
+            None => Target::Slot(self.sink.clone(), slot),
+        };
+        pool.servers[server]
+            .conn()
+            .send(VALUES_FRAMING, target, |dst| {
+                mc::encode_retrieval(req.cmd, req.exptime, std::iter::once(&key[..]), dst)
+            });
+        self.push(Entry::Single { slot, keys: 1 });
+    }
+
+    /// One backend request per server, keys kept in request order within each. With
+    /// coalescing (`kind`), keys already in flight join their flight instead, and the keys
+    /// fetched lead flights of their own.
+    fn split(&mut self, req: &Request, frame: Bytes, servers: &[u32], kind: Option<u8>) {
+        let pool = self.pool.clone();
+        let epochs = &pool.table.write_epochs;
+        let mut order: Vec<u32> = Vec::new();
+        let mut keys = Vec::with_capacity(req.keys.len());
+        for (k, &s) in req.keys.iter().zip(servers) {
+            if let (Some(kind), true) = (kind, s != u32::MAX) {
+                if let Some(flight) =
+                    pool.flights
+                        .find(epochs, s as usize, kind, &frame.slice(k.clone()))
+                {
+                    let slot = self.sink.alloc();
+                    flight.add_waiter(self.sink.clone(), slot);
+                    pool.table.stats.coalesced.inc();
+                    keys.push((k.clone(), Source::Joined(slot)));
+                    continue;
+                }
+            }
+            let frag = order.iter().position(|&o| o == s).unwrap_or_else(|| {
+                order.push(s);
+                order.len() - 1
+            });
+            keys.push((k.clone(), Source::Fragment(frag as u32)));
+        }
+        pool.table.stats.fragments.add(order.len() as u64);
+        let mut slots = Vec::with_capacity(order.len());
+        for (frag, &server) in order.iter().enumerate() {
+            let slot = self.sink.alloc();
+            slots.push(slot);
+            let mine = || {
+                keys.iter().filter_map(move |(k, src)| match src {
+                    Source::Fragment(f) if *f == frag as u32 => Some(k.clone()),
+                    _ => None,
+                })
+            };
+            if server == u32::MAX {
+                pool.table.stats.errors[crate::stats::kind::EJECTED].inc();
+                self.sink
+                    .complete(slot, Err(BackendError::Io("no server available".into())));
+                continue;
+            }
+            let mut flights = Vec::new();
+            if let Some(kind) = kind {
+                for k in mine() {
+                    let key = frame.slice(k);
+                    if let Some(f) = pool.flights.start(epochs, server as usize, kind, key, None) {
+                        pool.table.stats.flights.inc();
+                        flights.push(f);
+                    }
+                }
+            }
+            let target = if flights.is_empty() {
+                Target::Slot(self.sink.clone(), slot)
+            } else {
+                Target::Shared(Rc::new(FragmentLead {
+                    slot: (self.sink.clone(), slot),
+                    flights,
+                }))
+            };
+            pool.servers[server as usize]
+                .conn()
+                .send(VALUES_FRAMING, target, |dst| {
+                    mc::encode_retrieval(req.cmd, req.exptime, mine().map(|k| &frame[k]), dst)
+                });
+        }
+        self.push(Entry::Multi(Box::new(MultiGet { frame, keys, slots })));
+    }
+
+    /// Merges the answers: for each requested key, in order, the next `VALUE` block of its
+    /// server's reply if that block is for this key (or its flight's block), else a miss. A
+    /// failed server's keys are misses (counted as lost), so the other servers' hits still
+    /// reach the client.
+    pub(super) fn emit_multi(&mut self, m: MultiGet, out: &mut BytesMut) {
+        let stats = &self.pool.table.stats;
+        let replies: Vec<Outcome> = m.slots.iter().map(|&s| self.sink.take(s)).collect();
+        let mut cursors: Vec<usize> = vec![0; replies.len()];
+        for (key, src) in &m.keys {
+            let key = &m.frame[key.clone()];
+            let joined;
+            let (reply, cursor) = match *src {
+                Source::Fragment(f) => (&replies[f as usize], Some(&mut cursors[f as usize])),
+                Source::Joined(slot) => {
+                    joined = self.sink.take(slot);
+                    (&joined, None)
+                }
+            };
+            let Ok(reply) = reply else {
+                stats.get_lost.inc();
+                stats.get_misses.inc();
+                continue;
+            };
+            let at = cursor.as_deref().copied().unwrap_or(0);
+            let block = mc::value_blocks(&reply[at..])
+                .next()
+                .filter(|b| b.key == key)
+                .map(|b| b.block);
+            match block {
+                Some(b) => {
+                    out.put_slice(&reply[at + b.start..at + b.end]);
+                    if let Some(c) = cursor {
+                        *c = at + b.end;
+                    }
+                    stats.get_hits.inc();
+                }
+                None => stats.get_misses.inc(),
+            }
+        }
+        out.put_slice(b"END\r\n");
+    }
+}

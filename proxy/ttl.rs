@@ -1,0 +1,121 @@
+//! TTL jitter (`ttl_jitter: N` percent): relative expiry times of writes are shortened by a
+//! random amount of up to N percent, so that keys written together (a cache warmed in one
+//! batch, a page rendered at once) do not all expire in the same second and stampede the
+//! database together. Shortening, never lengthening, keeps every key within the staleness the
+//! application asked for. Absolute expiry times are left alone.
+
+use bytes::Bytes;
+
+use crate::protocol::resp::encode;
+
+/// memcached treats an expiry above 30 days as an absolute Unix time.
+const MEMCACHE_RELATIVE_MAX: i64 = 60 * 60 * 24 * 30;
+
+/// TTL jitter for a memcached expiry: a relative expiry (1 s to 30 days) is shortened by a
+/// random amount of up to `percent` percent, never below 1 s, so that keys written together
+/// do not expire together (and no key outlives the TTL the application asked for). Absolute
+/// times, 0 (never) and negative values (already expired) are left alone.
+pub fn jitter_memcache(exptime: i64, percent: u8) -> i64 {
+    if exptime <= 0 || exptime > MEMCACHE_RELATIVE_MAX {
+        return exptime;
+    }
+    jitter(exptime, percent)
+}
+
+/// Shortens a relative time (seconds or milliseconds) by up to `percent` percent, keeping at
+/// least 1.
+pub fn jitter(ttl: i64, percent: u8) -> i64 {
+    let span = ttl as u128 * percent.min(100) as u128 / 100;
+    if span == 0 {
+        return ttl;
+    }
+    let cut = (crate::ring::next_u32() as u128 * (span + 1)) >> 32;
+    (ttl - cut as i64).max(1)
+}
+
+/// Redis commands with a relative expiry argument: the jittered request, re-encoded, or None
+/// when nothing changes. `argv[0]` is the command name, `name` its lower-case form.
+pub fn jitter_redis(name: &str, argv: &[&[u8]], percent: u8) -> Option<Bytes> {
+    // Positions of relative times: fixed ones, or the argument after EX/PX.
+    let fixed = match name {
+        "setex" | "psetex" | "expire" | "pexpire" => Some(2),
+        "set" | "getex" => None,
+        _ => return None,
+    };
+    let at = match fixed {
+        Some(i) => i,
+        None => {
+            let from = if name == "set" { 3 } else { 2 };
+            (from..argv.len()).find(|&i| {
+                argv[i].eq_ignore_ascii_case(b"ex") || argv[i].eq_ignore_ascii_case(b"px")
+            })? + 1
+        }
+    };
+    let value: i64 = std::str::from_utf8(argv.get(at)?).ok()?.parse().ok()?;
+    if value <= 0 {
+        return None;
+    }
+    let jittered = jitter(value, percent);
+    if jittered == value {
+        return None;
+    }
+    let text = jittered.to_string();
+    let mut out = Vec::with_capacity(argv.iter().map(|a| a.len() + 16).sum());
+    encode::command(
+        &mut out,
+        argv.iter()
+            .enumerate()
+            .map(|(i, a)| if i == at { text.as_bytes() } else { *a }),
+    );
+    Some(out.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memcache_jitter_shortens_relative_times_only() {
+        for _ in 0..1000 {
+            let t = jitter_memcache(1000, 10);
+            assert!((900..=1000).contains(&t), "{t}");
+        }
+        assert_eq!(jitter_memcache(0, 50), 0);
+        assert_eq!(jitter_memcache(-1, 50), -1);
+        let absolute = 1_900_000_000;
+        assert_eq!(jitter_memcache(absolute, 50), absolute);
+        assert_eq!(jitter_memcache(1, 100), 1);
+        let spread: std::collections::HashSet<i64> =
+            (0..200).map(|_| jitter_memcache(10_000, 20)).collect();
+        assert!(
+            spread.len() > 50,
+            "jitter should spread values, got {}",
+            spread.len()
+        );
+    }
+
+    #[test]
+    fn redis_jitter_rewrites_only_relative_arguments() {
+        let args = |s: &str| {
+            s.split(' ')
+                .map(|a| a.as_bytes().to_vec())
+                .collect::<Vec<_>>()
+        };
+        let run = |name: &str, s: &str| {
+            let a = args(s);
+            let v: Vec<&[u8]> = a.iter().map(|x| x.as_slice()).collect();
+            jitter_redis(name, &v, 50)
+        };
+        let out = run("set", "SET k v EX 1000").expect("rewritten");
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        let n: i64 = text.rsplit("\r\n").nth(1).unwrap().parse().unwrap();
+        assert!((500..=1000).contains(&n), "{text}");
+        assert!(text.starts_with("*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n$2\r\nEX\r\n"));
+        assert!(run("set", "SET k v EXAT 1900000000").is_none());
+        assert!(run("set", "SET k v").is_none());
+        assert!(run("expireat", "EXPIREAT k 1900000000").is_none());
+        assert!(run("setex", "SETEX k 100 v").is_some());
+        assert!(run("getex", "GETEX k PX 60000").is_some());
+        assert!(run("getex", "GETEX k PERSIST").is_none());
+    }
+}
