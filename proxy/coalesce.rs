@@ -230,3 +230,90 @@ fn single_key_reply(reply: &Bytes, key: &[u8]) -> Bytes {
         None => Bytes::from_static(b"END\r\n"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn flights_are_joined_then_removed_when_done() {
+        let flights = Rc::new(Flights::default());
+        let epochs = WriteEpochs::default();
+        let sink = Rc::new(ReplySink::default());
+        let (s1, s2) = (sink.alloc(), sink.alloc());
+        let f = flights
+            .start(&epochs, 0, cmd::GET, key("k"), Some((sink.clone(), s1)))
+            .unwrap();
+        // Another server, another command or another key is another flight.
+        assert!(flights.find(&epochs, 1, cmd::GET, &key("k")).is_none());
+        assert!(flights.find(&epochs, 0, cmd::GETS, &key("k")).is_none());
+        assert!(flights.find(&epochs, 0, cmd::GET, &key("j")).is_none());
+        flights
+            .find(&epochs, 0, cmd::GET, &key("k"))
+            .unwrap()
+            .add_waiter(sink.clone(), s2);
+        f.deliver(Ok(Bytes::from_static(b"END\r\n")));
+        assert_eq!(flights.len(), 0, "no entry outlives its flight");
+        assert_eq!(sink.take(s1).unwrap(), &b"END\r\n"[..]);
+        assert_eq!(sink.take(s2).unwrap(), &b"END\r\n"[..]);
+    }
+
+    #[test]
+    fn a_write_since_the_flight_started_prevents_joining() {
+        let flights = Rc::new(Flights::default());
+        let epochs = WriteEpochs::default();
+        let _f = flights.start(&epochs, 0, cmd::GET, key("k"), None).unwrap();
+        assert!(flights.find(&epochs, 0, cmd::GET, &key("k")).is_some());
+        epochs.wrote(0, b"k");
+        assert!(flights.find(&epochs, 0, cmd::GET, &key("k")).is_none());
+        // A new flight replaces the stale entry; the old one finishing does not remove it.
+        let new = flights.start(&epochs, 0, cmd::GET, key("k"), None).unwrap();
+        _f.deliver(Ok(Bytes::new()));
+        assert!(flights.find(&epochs, 0, cmd::GET, &key("k")).is_some());
+        new.deliver(Ok(Bytes::new()));
+        assert!(flights.is_empty());
+    }
+
+    #[test]
+    fn the_table_is_bounded() {
+        let flights = Rc::new(Flights::default());
+        let epochs = WriteEpochs::default();
+        let held: Vec<_> = (0..MAX_FLIGHTS)
+            .map(|i| {
+                flights
+                    .start(&epochs, 0, cmd::GET, key(&i.to_string()), None)
+                    .unwrap()
+            })
+            .collect();
+        assert!(flights
+            .start(&epochs, 0, cmd::GET, key("one more"), None)
+            .is_none());
+        drop(held);
+    }
+
+    #[test]
+    fn a_fragment_lead_gives_each_flight_its_own_key() {
+        let flights = Rc::new(Flights::default());
+        let epochs = WriteEpochs::default();
+        let sink = Rc::new(ReplySink::default());
+        let (frag, wa, wc) = (sink.alloc(), sink.alloc(), sink.alloc());
+        let fa = flights.start(&epochs, 0, cmd::GET, key("a"), None).unwrap();
+        let fc = flights.start(&epochs, 0, cmd::GET, key("c"), None).unwrap();
+        fa.add_waiter(sink.clone(), wa);
+        fc.add_waiter(sink.clone(), wc);
+        let lead = FragmentLead {
+            slot: (sink.clone(), frag),
+            flights: vec![fa, fc],
+        };
+        let reply = Bytes::from_static(b"VALUE a 0 1\r\n1\r\nVALUE b 0 1\r\n2\r\nEND\r\n");
+        lead.deliver(Ok(reply.clone()));
+        assert_eq!(sink.take(frag).unwrap(), reply);
+        assert_eq!(sink.take(wa).unwrap(), &b"VALUE a 0 1\r\n1\r\nEND\r\n"[..]);
+        assert_eq!(sink.take(wc).unwrap(), &b"END\r\n"[..]);
+        assert!(flights.is_empty());
+    }
+}

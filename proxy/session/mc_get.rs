@@ -59,10 +59,8 @@ impl McSession {
         let first = servers[0];
         if req.keys.len() == 1 && coalesce && first != u32::MAX {
             self.single_coalesced(first as usize, kind, frame.slice(req.keys[0].clone()), &req);
-        } else if servers.iter().all(|&s| s == first) && (!coalesce || self.pool.flights.is_empty())
-        {
-            // One server holds every key and nothing can be joined: forward as is and pass the
-            // reply through untouched.
+        } else if servers.iter().all(|&s| s == first) && !coalesce {
+            // One server holds every key: forward as is and pass the reply through untouched.
             let server = (first != u32::MAX).then_some(first as usize);
             let keys = req.keys.iter().map(|k| &frame[k.clone()]);
             let nkeys = req.keys.len() as u32;
@@ -178,7 +176,19 @@ impl McSession {
                     mc::encode_retrieval(req.cmd, req.exptime, mine().map(|k| &frame[k]), dst)
                 });
         }
-        self.push(Entry::Multi(Box::new(MultiGet { frame, keys, slots })));
+        if slots.len() == 1
+            && keys
+                .iter()
+                .all(|(_, src)| matches!(src, Source::Fragment(_)))
+        {
+            // One server, nothing joined: its reply is the answer, passed through untouched.
+            self.push(Entry::Single {
+                slot: slots[0],
+                keys: keys.len() as u32,
+            });
+        } else {
+            self.push(Entry::Multi(Box::new(MultiGet { frame, keys, slots })));
+        }
     }
 
     /// Merges the answers: for each requested key, in order, the next `VALUE` block of its

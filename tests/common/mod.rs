@@ -18,11 +18,13 @@
 mod client;
 mod cluster;
 mod proxy;
+mod relay;
 mod servers;
 
 pub use client::{resp_cmd, resp_frame_len, show, RawClient};
 pub use cluster::Cluster;
 pub use proxy::{listen_addrs, Proxy};
+pub use relay::Relay;
 pub use servers::{Memcached, Redis};
 
 use std::collections::hash_map::RandomState;
