@@ -1,19 +1,18 @@
 //! The memcached side of a client session: routes each parsed request to its server, splits
 //! multi-gets per server, and assembles replies in request order.
 
-use std::collections::VecDeque;
 use std::rc::Rc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::{mc_stats, Flow, Handler};
+use super::{mc_stats, Flow, Handler, Owed, NO_CLASS};
 use crate::backend::{BackendError, Framing, ReplySink, Target};
 use crate::protocol::memcache::{self as mc, After, Command, Expect, Parsed, Request};
 use crate::server::{PoolSlot, WorkerPool};
 use crate::stats::kind;
 
 /// A reply owed to the client, in request order.
-pub(super) enum Entry {
+pub(crate) enum Entry {
     /// Answered by the proxy itself.
     Ready(Bytes),
     /// One backend request; `keys` is the key count of a retrieval (for hit/miss counts).
@@ -29,10 +28,7 @@ pub struct McSession {
     pub(super) pool: Rc<WorkerPool>,
     slot: Rc<PoolSlot>,
     pub(super) sink: Rc<ReplySink>,
-    /// Replies owed, each with the command class it counts under (`NO_CLASS`: not counted).
-    entries: VecDeque<(u8, Entry)>,
-    /// Class of the request being dispatched.
-    class: u8,
+    owed: Owed<Entry>,
     /// Bytes of a refused value still to be skipped.
     swallow: u64,
     /// Scratch space for per-key server indexes of a multi-get, reused across requests.
@@ -40,8 +36,6 @@ pub struct McSession {
 }
 
 pub(super) const VALUES_FRAMING: Framing = Framing::Memcache(Expect::Values);
-/// Class of replies that are not counted per command (refused requests).
-const NO_CLASS: u8 = u8::MAX;
 
 impl McSession {
     pub fn new(slot: Rc<PoolSlot>, sink: Rc<ReplySink>) -> McSession {
@@ -49,15 +43,14 @@ impl McSession {
             pool: slot.current(),
             slot,
             sink,
-            entries: VecDeque::new(),
-            class: NO_CLASS,
+            owed: Owed::default(),
             swallow: 0,
             scratch: Vec::new(),
         }
     }
 
     pub(super) fn push(&mut self, entry: Entry) {
-        self.entries.push_back((self.class, entry));
+        self.owed.push(entry);
     }
 
     fn ready(&mut self, reply: &'static [u8]) {
@@ -66,7 +59,7 @@ impl McSession {
 
     /// Routes and forwards one request, recording the reply it owes.
     fn dispatch(&mut self, mut req: Request, frame: Bytes) -> Flow {
-        self.class = req.cmd as u8;
+        self.owed.class = req.cmd as u8;
         self.pool.table.stats.requests[req.cmd as usize].inc();
         let jitter = self.pool.table.config.ttl_jitter;
         if jitter > 0 && has_exptime(req.cmd) {
@@ -243,6 +236,28 @@ fn put_error(out: &mut BytesMut, err: &BackendError, stats: &crate::stats::PoolS
 }
 
 impl Handler for McSession {
+    type Entry = Entry;
+
+    fn owed(&self) -> &Owed<Entry> {
+        &self.owed
+    }
+
+    fn owed_mut(&mut self) -> &mut Owed<Entry> {
+        &mut self.owed
+    }
+
+    fn entry_done(&self, entry: &Entry) -> bool {
+        McSession::entry_done(self, entry)
+    }
+
+    fn emit(&mut self, entry: Entry, out: &mut BytesMut) {
+        McSession::emit(self, entry, out)
+    }
+
+    fn stats(&self) -> &crate::stats::PoolStats {
+        &self.pool.table.stats
+    }
+
     fn handle_input(&mut self, input: &mut BytesMut, max_in_flight: usize) -> Flow {
         loop {
             if self.swallow > 0 {
@@ -253,7 +268,7 @@ impl Handler for McSession {
                     return Flow::Continue;
                 }
             }
-            if input.is_empty() || self.entries.len() >= max_in_flight {
+            if input.is_empty() || self.owed.len() >= max_in_flight {
                 return Flow::Continue;
             }
             match mc::parse(input, &self.pool.table.limits) {
@@ -266,7 +281,7 @@ impl Handler for McSession {
                 }
                 Parsed::Reject(reject) => {
                     self.pool.table.stats.errors[kind::CLIENT_PROTOCOL].inc();
-                    self.class = NO_CLASS;
+                    self.owed.class = NO_CLASS;
                     input.advance(reject.consumed.min(input.len()));
                     if !reject.reply.is_empty() {
                         self.push(Entry::Ready(reject.reply));
@@ -281,27 +296,8 @@ impl Handler for McSession {
         }
     }
 
-    fn front_ready(&self) -> bool {
-        self.entries
-            .front()
-            .is_some_and(|(_, e)| self.entry_done(e))
-    }
-
-    fn emit_front(&mut self, out: &mut BytesMut) {
-        if let Some((class, entry)) = self.entries.pop_front() {
-            if let Some(c) = self.pool.table.stats.responses.get(class as usize) {
-                c.inc();
-            }
-            self.emit(entry, out);
-        }
-    }
-
-    fn in_flight(&self) -> usize {
-        self.entries.len()
-    }
-
     fn fail(&mut self, message: &'static str) {
-        self.class = NO_CLASS;
+        self.owed.class = NO_CLASS;
         let reply = format!("CLIENT_ERROR {message}\r\n");
         self.push(Entry::Ready(Bytes::from(reply)));
     }

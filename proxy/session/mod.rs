@@ -16,6 +16,7 @@ pub mod memcache;
 pub mod redis;
 mod redis_local;
 
+use std::collections::VecDeque;
 use std::io;
 use std::rc::Rc;
 use std::time::Duration;
@@ -46,15 +47,67 @@ pub enum Flow {
     Close,
 }
 
+/// Class of replies not counted per command (refused requests).
+pub(crate) const NO_CLASS: u8 = u8::MAX;
+
+/// The replies a session owes its client, oldest first, each tagged with the command class
+/// it is counted under when sent.
+pub(crate) struct Owed<E> {
+    entries: VecDeque<(u8, E)>,
+    /// Class of the request being dispatched; entries pushed now carry it.
+    pub class: u8,
+}
+
+impl<E> Default for Owed<E> {
+    fn default() -> Self {
+        Owed {
+            entries: VecDeque::new(),
+            class: NO_CLASS,
+        }
+    }
+}
+
+impl<E> Owed<E> {
+    pub fn push(&mut self, entry: E) {
+        self.entries.push_back((self.class, entry));
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
 /// The protocol side of a session.
-pub trait Handler {
+pub(crate) trait Handler {
+    /// A reply owed to the client.
+    type Entry;
+    fn owed(&self) -> &Owed<Self::Entry>;
+    fn owed_mut(&mut self) -> &mut Owed<Self::Entry>;
+    /// Whether an owed reply is complete (every backend answer it needs has arrived).
+    fn entry_done(&self, entry: &Self::Entry) -> bool;
+    /// Writes a complete reply.
+    fn emit(&mut self, entry: Self::Entry, out: &mut BytesMut);
+    /// The pool's counters (replies are counted per command class as they are sent).
+    fn stats(&self) -> &crate::stats::PoolStats;
     /// Parses and dispatches every complete request at the front of `input`, consuming it.
     /// Must stop early (leaving input) once `in_flight()` reaches `max_in_flight`.
     fn handle_input(&mut self, input: &mut BytesMut, max_in_flight: usize) -> Flow;
     /// Whether the oldest reply owed to the client is complete.
-    fn front_ready(&self) -> bool;
+    fn front_ready(&self) -> bool {
+        self.owed()
+            .entries
+            .front()
+            .is_some_and(|(_, e)| self.entry_done(e))
+    }
     /// Writes the oldest reply owed (call only when [`front_ready`](Self::front_ready)).
-    fn emit_front(&mut self, out: &mut BytesMut);
+    fn emit_front(&mut self, out: &mut BytesMut) {
+        if let Some((class, entry)) = self.owed_mut().entries.pop_front() {
+            if let Some(c) = self.stats().responses.get(class as usize) {
+                c.inc();
+            }
+            self.emit(entry, out);
+        }
+    }
     /// Appends, in request order, the replies that are ready, stopping once `out` holds
     /// `limit` bytes (the rest stay queued until the client reads).
     fn drain_replies(&mut self, out: &mut BytesMut, limit: usize) {
@@ -63,7 +116,9 @@ pub trait Handler {
         }
     }
     /// Requests dispatched whose replies are not yet drained.
-    fn in_flight(&self) -> usize;
+    fn in_flight(&self) -> usize {
+        self.owed().len()
+    }
     /// Queues a final error reply (after the replies already owed) before the driver closes;
     /// the handler wraps `message` in its protocol's error form.
     fn fail(&mut self, message: &'static str);

@@ -3,13 +3,12 @@
 //! UNLINK, TOUCH, EXISTS) and merges their replies, and answers connection commands itself
 //! (see `redis_local`).
 
-use std::collections::VecDeque;
 use std::ops::Range;
 use std::rc::Rc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::{redis_local, Flow, Handler};
+use super::{redis_local, Flow, Handler, Owed, NO_CLASS};
 use crate::backend::{BackendError, Framing, Outcome, ReplySink, Target};
 use crate::coalesce::cmd;
 use crate::protocol::resp::commands::{self, cat, flag, CommandSpec, KeyError};
@@ -18,7 +17,7 @@ use crate::server::{PoolSlot, WorkerPool};
 use crate::stats::kind;
 
 /// A reply owed to the client, in request order.
-pub(super) enum Entry {
+pub(crate) enum Entry {
     Ready(Bytes),
     /// One backend request passed through; `get` marks a GET (for hit/miss counts).
     Single {
@@ -45,10 +44,7 @@ pub struct RedisSession {
     pub(super) pool: Rc<WorkerPool>,
     slot: Rc<PoolSlot>,
     sink: Rc<ReplySink>,
-    /// Replies owed, each with the command class it counts under (`NO_CLASS`: not counted).
-    pub(super) entries: VecDeque<(u8, Entry)>,
-    /// Class of the request being dispatched.
-    class: u8,
+    owed: Owed<Entry>,
     parser: Parser,
     pub(super) authenticated: bool,
     pub(super) name: Option<Bytes>,
@@ -72,8 +68,7 @@ impl RedisSession {
             pool,
             slot,
             sink,
-            entries: VecDeque::new(),
-            class: NO_CLASS,
+            owed: Owed::default(),
             parser: Parser::default(),
             authenticated,
             name: None,
@@ -83,7 +78,7 @@ impl RedisSession {
     }
 
     fn push(&mut self, entry: Entry) {
-        self.entries.push_back((self.class, entry));
+        self.owed.push(entry);
     }
 
     pub(super) fn ready(&mut self, reply: Bytes) {
@@ -99,7 +94,7 @@ impl RedisSession {
     fn dispatch(&mut self, args: &[Range<usize>], frame: Bytes) -> Flow {
         let argv: Vec<&[u8]> = args.iter().map(|r| &frame[r.clone()]).collect();
         let stats = &self.pool.table.stats;
-        self.class = NO_CLASS;
+        self.owed.class = NO_CLASS;
         let Some(mut spec) = commands::lookup(argv[0]) else {
             if argv[0].eq_ignore_ascii_case(b"post") || argv[0].eq_ignore_ascii_case(b"host:") {
                 return Flow::Close; // an HTTP request at a Redis port: close, as Redis does
@@ -137,8 +132,8 @@ impl RedisSession {
             ));
             return Flow::Continue;
         }
-        self.class = class_of(spec);
-        stats.requests[self.class as usize].inc();
+        self.owed.class = class_of(spec);
+        stats.requests[self.owed.class as usize].inc();
         if let Some(flow) = redis_local::answer(self, spec, &argv) {
             return flow;
         }
@@ -444,9 +439,6 @@ fn put_error(out: &mut BytesMut, e: &BackendError, stats: &crate::stats::PoolSta
     encode::error(out, &format!("ERR {e}"));
 }
 
-/// Class of replies that are not counted per command (refused requests).
-const NO_CLASS: u8 = u8::MAX;
-
 /// The `command` label of a Redis command: the data type it works on (see
 /// [`crate::stats::class::REDIS`]).
 fn class_of(spec: &CommandSpec) -> u8 {
@@ -500,9 +492,31 @@ fn unsupported(spec: &CommandSpec, argv: &[&[u8]]) -> Option<&'static str> {
 }
 
 impl Handler for RedisSession {
+    type Entry = Entry;
+
+    fn owed(&self) -> &Owed<Entry> {
+        &self.owed
+    }
+
+    fn owed_mut(&mut self) -> &mut Owed<Entry> {
+        &mut self.owed
+    }
+
+    fn entry_done(&self, entry: &Entry) -> bool {
+        RedisSession::entry_done(self, entry)
+    }
+
+    fn emit(&mut self, entry: Entry, out: &mut BytesMut) {
+        RedisSession::emit(self, entry, out)
+    }
+
+    fn stats(&self) -> &crate::stats::PoolStats {
+        &self.pool.table.stats
+    }
+
     fn handle_input(&mut self, input: &mut BytesMut, max_in_flight: usize) -> Flow {
         loop {
-            if input.is_empty() || self.entries.len() >= max_in_flight {
+            if input.is_empty() || self.owed.len() >= max_in_flight {
                 return Flow::Continue;
             }
             let limits = if self.authenticated {
@@ -541,25 +555,6 @@ impl Handler for RedisSession {
                 }
             }
         }
-    }
-
-    fn front_ready(&self) -> bool {
-        self.entries
-            .front()
-            .is_some_and(|(_, e)| self.entry_done(e))
-    }
-
-    fn emit_front(&mut self, out: &mut BytesMut) {
-        if let Some((class, entry)) = self.entries.pop_front() {
-            if let Some(c) = self.pool.table.stats.responses.get(class as usize) {
-                c.inc();
-            }
-            self.emit(entry, out);
-        }
-    }
-
-    fn in_flight(&self) -> usize {
-        self.entries.len()
     }
 
     fn fail(&mut self, message: &'static str) {

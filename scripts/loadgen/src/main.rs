@@ -577,20 +577,12 @@ fn idle_mode(args: &Args, n: usize) {
     let hold = Duration::from_secs_f64(args.duration.unwrap_or(60.0));
     rt.block_on(async {
         let mut streams = Vec::with_capacity(n);
-        let deadline = Duration::from_secs_f64(args.timeout.min(args.stall_timeout.max(30.0)));
-        // Connect in rounds of 100 so the listener's backlog never overflows (an overflow costs
-        // a 1 s SYN retransmission).
-        for chunk_start in (0..n).step_by(100) {
-            let ids = chunk_start..(chunk_start + 100).min(n);
-            let round = async {
-                let mut out = Vec::with_capacity(100);
-                for id in ids {
-                    out.push(connect(&args.addr, id, &shared).await);
-                }
-                out
-            };
-            match tokio::time::timeout(deadline, round).await {
-                Ok(s) => streams.extend(s),
+        // One connection at a time: never more than one pending in the listener's backlog, whose
+        // overflow would cost a 1 s SYN retransmission.
+        let each = Duration::from_secs_f64(args.stall_timeout);
+        for id in 0..n {
+            match tokio::time::timeout(each, connect(&args.addr, id, &shared)).await {
+                Ok(s) => streams.push(s),
                 Err(_) => fail(3, &format!("connecting timed out after {} connections", streams.len())),
             }
         }
