@@ -178,3 +178,44 @@ fn sigterm_answers_every_accepted_request_then_exits_0() {
         .expect("proxy exits after draining");
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn a_redis_server_is_probed_with_auth_and_ping_before_it_returns() {
+    use common::{redis_pool_yaml, resp_cmd, Redis};
+    let mut servers: Vec<Redis> = (0..2)
+        .map(|_| Redis::start_with(&["--requirepass", "pw"]))
+        .collect();
+    let port = common::free_port();
+    let list: Vec<(u16, u32, Option<&str>)> = servers
+        .iter()
+        .zip(["a", "b"])
+        .map(|(s, n)| (s.port, 1, Some(n)))
+        .collect();
+    let extra = "hash: md5\nredis_auth: pw\nauto_eject_hosts: true\nserver_failure_limit: 1\nserver_retry_timeout: 200\ntimeout: 500";
+    let proxy = Proxy::start(&redis_pool_yaml("r", port, &list, extra));
+    let mut c = RawClient::connect_port(port);
+    c.send(&resp_cmd(&[b"AUTH", b"pw"]));
+    assert_eq!(c.read_resp(), b"+OK\r\n");
+    let set = |c: &mut RawClient, k: &str| {
+        c.send(&resp_cmd(&[b"SET", k.as_bytes(), b"v"]));
+        c.read_resp()
+    };
+    let key = (0..200).map(|i| format!("k{i}")).find(|k| {
+        assert_eq!(set(&mut c, k), b"+OK\r\n");
+        servers[1].get_direct(k).is_some()
+    });
+    let key = key.unwrap();
+    servers[1].kill();
+    assert!(set(&mut c, &key).starts_with(b"-ERR "));
+    assert_eq!(
+        set(&mut c, &key),
+        b"+OK\r\n",
+        "ejected after one failure, the key moved"
+    );
+    servers[1].restart();
+    assert!(common::wait_until(Duration::from_secs(10), || {
+        assert_eq!(set(&mut c, &key), b"+OK\r\n");
+        servers[1].get_direct(&key).is_some()
+    }));
+    assert!(proxy.stderr_log().contains("back in the ring"));
+}
