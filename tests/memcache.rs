@@ -353,3 +353,18 @@ fn several_pools_and_a_unix_socket_listener() {
         0o600
     );
 }
+
+#[test]
+fn pipelines_deeper_than_the_in_flight_cap_are_all_answered() {
+    // More requests than the proxy keeps in flight per client (1024), sent before any reply
+    // is read: the rest must be dispatched as replies drain, not wait for more input.
+    let p = pool("");
+    let mut c = p.client();
+    let batch: Vec<u8> = (0..3000)
+        .flat_map(|i| format!("set deep{i} 0 0 1\r\nv\r\n").into_bytes())
+        .collect();
+    c.send(&batch);
+    for _ in 0..3000 {
+        assert_eq!(c.read_line(), b"STORED\r\n");
+    }
+}

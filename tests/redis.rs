@@ -535,3 +535,16 @@ fn a_backend_oom_error_reaches_only_the_request_it_answers() {
     assert_eq!(c.read_resp(), format!(":{}\r\n", big.len()).as_bytes());
     assert_eq!(cmd(&mut c, &["PING"]), b"+PONG\r\n");
 }
+
+#[test]
+fn pipelines_deeper_than_the_in_flight_cap_are_all_answered() {
+    let p = pool("");
+    let mut c = p.client();
+    let batch: Vec<u8> = (0..3000)
+        .flat_map(|i| resp_cmd(&[b"INCR", format!("n{}", i % 7).as_bytes()]))
+        .collect();
+    c.send(&batch);
+    for _ in 0..3000 {
+        assert!(c.read_resp().starts_with(b":"));
+    }
+}

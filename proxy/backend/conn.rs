@@ -27,7 +27,7 @@ use tracing::{debug, warn};
 use super::sink::Target;
 use super::{BackendError, Framing, Handshake, HealthCtx};
 use crate::config::ServerAddr;
-use crate::net::Stream;
+use crate::net::{Readiness, Stream};
 use crate::stats::ServerStats;
 
 /// Requests queued on one connection before new ones are refused with `backend queue full`.
@@ -330,12 +330,12 @@ impl BackendConn {
             tokio::select! {
                 biased;
                 ready = stream.ready(true, want_write) => {
-                    let ready = match ready {
+                    let mut ready = match ready {
                         Ok(r) => r,
                         Err(e) => return BackendError::io(&e),
                     };
-                    if ready.is_readable() || ready.is_read_closed() {
-                        if let Err(e) = self.read(stream, &mut rbuf) {
+                    if ready.is_readable() {
+                        if let Err(e) = self.read(&mut ready, &mut rbuf) {
                             return e;
                         }
                     }
@@ -363,12 +363,12 @@ impl BackendConn {
         Ok(false)
     }
 
-    fn read(&self, stream: &Stream, rbuf: &mut BytesMut) -> Result<(), BackendError> {
+    fn read(&self, ready: &mut Readiness<'_>, rbuf: &mut BytesMut) -> Result<(), BackendError> {
         loop {
             if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
                 rbuf.reserve(READ_CHUNK);
             }
-            match stream.try_read_buf(rbuf) {
+            match ready.read(rbuf) {
                 Ok(0) => {
                     self.stats.server_eof.inc();
                     self.deliver_complete(rbuf)?;
@@ -377,6 +377,9 @@ impl BackendConn {
                 Ok(n) => {
                     self.stats.response_bytes.add(n as u64);
                     self.deliver_complete(rbuf)?;
+                    if !ready.is_readable() {
+                        return Ok(()); // drained: readiness already cleared
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(BackendError::io(&e)),

@@ -268,8 +268,11 @@ impl Handler for McSession {
                     return Flow::Continue;
                 }
             }
-            if input.is_empty() || self.owed.len() >= max_in_flight {
+            if input.is_empty() {
                 return Flow::Continue;
+            }
+            if self.owed.len() >= max_in_flight {
+                return Flow::Backlog;
             }
             match mc::parse(input, &self.pool.table.limits) {
                 Parsed::Incomplete => return Flow::Continue,

@@ -27,7 +27,7 @@ use tokio::time::{sleep_until, Instant};
 use tracing::debug;
 
 use crate::backend::ReplySink;
-use crate::net::Stream;
+use crate::net::{Readiness, Stream};
 use crate::server::PoolSlot;
 
 /// Requests (a multi-get counts once) a client may have in flight before the proxy stops
@@ -43,6 +43,9 @@ const READ_CHUNK: usize = 16 * 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flow {
     Continue,
+    /// Stopped at the in-flight cap with complete requests left in the buffer: the driver
+    /// resumes them as soon as replies drain (they will not arrive on the socket again).
+    Backlog,
     /// Stop reading; close once the replies already owed are written.
     Close,
 }
@@ -197,14 +200,19 @@ async fn drive<H: Handler>(ctx: Ctx<'_>, mut h: H) -> io::Result<()> {
     let mut closing = false;
     let mut eof = false;
     let mut incomplete_since: Option<Instant> = None;
+    let mut backlog = false;
     loop {
         h.refresh();
         if !closing && !rbuf.is_empty() && h.in_flight() < MAX_IN_FLIGHT && wbuf.len() < MAX_UNSENT
         {
-            closing = h.handle_input(&mut rbuf, MAX_IN_FLIGHT) == Flow::Close;
+            match h.handle_input(&mut rbuf, MAX_IN_FLIGHT) {
+                Flow::Close => closing = true,
+                Flow::Backlog => backlog = true,
+                Flow::Continue => backlog = false,
+            }
         }
         // At end of stream, answer every complete request first; what remains is a fragment.
-        if (eof || stopping) && h.in_flight() < MAX_IN_FLIGHT {
+        if (eof || stopping) && !backlog {
             closing = true;
         }
         h.drain_replies(&mut wbuf, MAX_UNSENT);
@@ -227,9 +235,16 @@ async fn drive<H: Handler>(ctx: Ctx<'_>, mut h: H) -> io::Result<()> {
         if wbuf.is_empty() && wbuf.capacity() > 0 {
             wbuf = BytesMut::new();
         }
-        // Slowloris guard: a request may not stay incomplete longer than the body timeout.
         let throttled = h.in_flight() >= MAX_IN_FLIGHT || wbuf.len() >= MAX_UNSENT;
-        incomplete_since = match (closing || throttled, h.mid_request(&rbuf), incomplete_since) {
+        if backlog && !throttled && !closing {
+            continue; // replies drained: dispatch the requests already buffered
+        }
+        // Slowloris guard: a request may not stay incomplete longer than the body timeout.
+        incomplete_since = match (
+            closing || throttled || backlog,
+            h.mid_request(&rbuf),
+            incomplete_since,
+        ) {
             (false, true, None) => Some(Instant::now()),
             (false, true, since) => since,
             _ => None,
@@ -240,9 +255,9 @@ async fn drive<H: Handler>(ctx: Ctx<'_>, mut h: H) -> io::Result<()> {
         tokio::select! {
             biased;
             ready = stream.ready(want_read, want_write), if want_read || want_write => {
-                let ready = ready?;
-                if want_read && (ready.is_readable() || ready.is_read_closed()) {
-                    eof = read(stream, &mut rbuf, stats)?;
+                let mut ready = ready?;
+                if want_read && ready.is_readable() {
+                    eof = read(&mut ready, &mut rbuf, stats)?;
                     if eof {
                         stats.client_eof.inc();
                     }
@@ -261,16 +276,21 @@ async fn drive<H: Handler>(ctx: Ctx<'_>, mut h: H) -> io::Result<()> {
 }
 
 /// Reads what the socket has; returns true at end of stream.
-fn read(stream: &Stream, rbuf: &mut BytesMut, stats: &crate::stats::PoolStats) -> io::Result<bool> {
+fn read(
+    ready: &mut Readiness<'_>,
+    rbuf: &mut BytesMut,
+    stats: &crate::stats::PoolStats,
+) -> io::Result<bool> {
     loop {
         if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
             rbuf.reserve(READ_CHUNK);
         }
-        match stream.try_read_buf(rbuf) {
+        match ready.read(rbuf) {
             Ok(0) => return Ok(true),
             Ok(n) => {
                 stats.bytes_read.add(n as u64);
-                if rbuf.len() >= 4 * READ_CHUNK {
+                // Drained (readiness cleared), or enough to work on for now.
+                if !ready.is_readable() || rbuf.len() >= 4 * READ_CHUNK {
                     return Ok(false);
                 }
             }

@@ -516,8 +516,11 @@ impl Handler for RedisSession {
 
     fn handle_input(&mut self, input: &mut BytesMut, max_in_flight: usize) -> Flow {
         loop {
-            if input.is_empty() || self.owed.len() >= max_in_flight {
+            if input.is_empty() {
                 return Flow::Continue;
+            }
+            if self.owed.len() >= max_in_flight {
+                return Flow::Backlog;
             }
             let limits = if self.authenticated {
                 Limits::DEFAULT

@@ -1,7 +1,9 @@
 //! loadgen: a closed-loop load generator for memcached and Redis (and proxies of them).
 //!
 //! Each connection keeps `--pipeline` requests in flight: it sends that many in one write, and
-//! after every read sends as many new requests as replies completed, again in one write. Every
+//! after every read sends as many new requests as replies completed, again in one write. While a
+//! write cannot complete, replies are still read (a server that bounds its unsent replies would
+//! otherwise deadlock with us). Every
 //! reply is parsed whole and checked against its request; latency is measured per request, from
 //! just before the write that sent it to the read that completed it. The run stops after
 //! `--requests` replies or `--duration` seconds, whichever comes first, and prints one line of
@@ -14,7 +16,7 @@
 mod proto;
 
 use std::cell::RefCell;
-use std::io::Write as _;
+use std::io::{ErrorKind, Write as _};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use proto::{encode, parse_reply, Op, Outcome, Parse, Proto};
@@ -56,7 +58,9 @@ fn parse_workload(s: &str) -> Result<Workload, String> {
             Ok(n) if (1..=10_000).contains(&n) => Ok(Workload::MGet(n)),
             _ => Err(format!("mget:N needs N in 1..=10000, not '{n}'")),
         },
-        _ => Err(format!("unknown workload '{s}': get-set:PCT, get, set, mget:N or ping")),
+        _ => Err(format!(
+            "unknown workload '{s}': get-set:PCT, get, set, mget:N or ping"
+        )),
     }
 }
 
@@ -233,8 +237,18 @@ struct Window {
 
 impl Window {
     fn new(depth: usize, now: Instant) -> Window {
-        let slots = (0..depth).map(|_| Pending { sent: now, op: Op::Ping, keys: Vec::new() }).collect();
-        Window { slots, head: 0, len: 0 }
+        let slots = (0..depth)
+            .map(|_| Pending {
+                sent: now,
+                op: Op::Ping,
+                keys: Vec::new(),
+            })
+            .collect();
+        Window {
+            slots,
+            head: 0,
+            len: 0,
+        }
     }
     fn free(&self) -> usize {
         self.slots.len() - self.len
@@ -285,9 +299,12 @@ impl Conn {
         };
         let mut window = Window::new(depth, Instant::now());
         let mut stopped = false;
+        // Bytes of wbuf already written.
+        let mut wpos = 0;
+        self.wbuf.clear();
         loop {
-            // Refill the window, all new requests in one write.
-            if !stopped && window.free() > 0 {
+            // Refill the window once the previous batch is written, all new requests in one write.
+            if wpos == self.wbuf.len() && !stopped && window.free() > 0 {
                 let now = Instant::now();
                 let granted = match phase {
                     Phase::Prefill => window.free(),
@@ -337,10 +354,15 @@ impl Conn {
                     // The budget, the deadline or the keys ran out: only drain from now on.
                     stopped = true;
                 }
-                if !self.wbuf.is_empty() {
-                    if let Err(e) = self.stream.write_all(&self.wbuf).await {
-                        fail(2, &format!("connection {}: write failed: {e}", self.id));
-                    }
+                wpos = 0;
+            }
+            // Write what the socket takes now; the rest waits for writability below, while
+            // replies keep being read.
+            while wpos < self.wbuf.len() {
+                match self.stream.try_write(&self.wbuf[wpos..]) {
+                    Ok(n) => wpos += n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => fail(2, &format!("connection {}: write failed: {e}", self.id)),
                 }
             }
             if window.len == 0 {
@@ -358,7 +380,23 @@ impl Conn {
                     self.rbuf.resize(len, 0);
                 }
             }
-            let n = match self.stream.read(&mut self.rbuf[self.rend..]).await {
+            let read = if wpos < self.wbuf.len() {
+                // Requests wait to be written: wait for either direction. A client that blocks
+                // in a write without reading deadlocks with a server that bounds its unsent
+                // replies (the server stops reading until we read).
+                tokio::select! {
+                    r = self.stream.readable() => r,
+                    w = self.stream.writable() => match w {
+                        Ok(()) => continue,
+                        Err(e) => Err(e),
+                    },
+                }
+                .and_then(|()| self.stream.try_read(&mut self.rbuf[self.rend..]))
+            } else {
+                self.stream.read(&mut self.rbuf[self.rend..]).await
+            };
+            let n = match read {
+                Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
                 Ok(0) => fail(
                     2,
                     &format!(
@@ -432,7 +470,10 @@ impl Conn {
         if self.rstart == self.rend {
             String::new()
         } else {
-            format!("; unparsed bytes: \"{}\"", proto::escape(&self.rbuf[self.rstart..self.rend]))
+            format!(
+                "; unparsed bytes: \"{}\"",
+                proto::escape(&self.rbuf[self.rstart..self.rend])
+            )
         }
     }
 }
@@ -445,10 +486,15 @@ fn record(st: &mut Stats, o: Outcome) {
 }
 
 async fn connect(addr: &str, id: usize, shared: &Shared) -> TcpStream {
-    let stream = TcpStream::connect(addr)
-        .await
-        .unwrap_or_else(|e| fail(1, &format!("connection {id}: cannot connect to {addr}: {e}")));
-    stream.set_nodelay(true).unwrap_or_else(|e| fail(1, &format!("set TCP_NODELAY: {e}")));
+    let stream = TcpStream::connect(addr).await.unwrap_or_else(|e| {
+        fail(
+            1,
+            &format!("connection {id}: cannot connect to {addr}: {e}"),
+        )
+    });
+    stream
+        .set_nodelay(true)
+        .unwrap_or_else(|e| fail(1, &format!("set TCP_NODELAY: {e}")));
     shared.progress.fetch_add(1, Ordering::Relaxed);
     stream
 }
@@ -497,7 +543,10 @@ fn thread_main(
             }
             let mut back = Vec::with_capacity(tasks.len());
             for t in tasks {
-                back.push(t.await.unwrap_or_else(|e| fail(1, &format!("connection task failed: {e}"))));
+                back.push(
+                    t.await
+                        .unwrap_or_else(|e| fail(1, &format!("connection task failed: {e}"))),
+                );
             }
             back
         })
@@ -512,7 +561,12 @@ fn thread_main(
     barrier.wait(); // the clock starts
     let start = Instant::now();
     let cpu0 = thread_cpu_ns();
-    let conns = run_phase(conns, Phase::Measure { deadline: cfg.duration.map(|d| start + d) });
+    let conns = run_phase(
+        conns,
+        Phase::Measure {
+            deadline: cfg.duration.map(|d| start + d),
+        },
+    );
     let mut st = Rc::try_unwrap(stats).ok().expect("tasks done").into_inner();
     st.cpu_ns = thread_cpu_ns().saturating_sub(cpu0);
     drop(conns);
@@ -550,7 +604,10 @@ fn watchdog(shared: Arc<Shared>, stall: Duration, total: Duration, requests: u64
             if now.duration_since(began) >= total {
                 fail(
                     3,
-                    &format!("run timeout of {:.0} s exceeded ({done} replies measured)", total.as_secs_f64()),
+                    &format!(
+                        "run timeout of {:.0} s exceeded ({done} replies measured)",
+                        total.as_secs_f64()
+                    ),
                 );
             }
         }
@@ -583,7 +640,10 @@ fn idle_mode(args: &Args, n: usize) {
         for id in 0..n {
             match tokio::time::timeout(each, connect(&args.addr, id, &shared)).await {
                 Ok(s) => streams.push(s),
-                Err(_) => fail(3, &format!("connecting timed out after {} connections", streams.len())),
+                Err(_) => fail(
+                    3,
+                    &format!("connecting timed out after {} connections", streams.len()),
+                ),
             }
         }
         println!(
@@ -604,10 +664,16 @@ fn main() {
         return;
     }
     if args.connections == 0 || args.pipeline == 0 || args.threads == 0 || args.keys == 0 {
-        fail(1, "--connections, --pipeline, --threads and --keys must be at least 1");
+        fail(
+            1,
+            "--connections, --pipeline, --threads and --keys must be at least 1",
+        );
     }
     if args.stall_timeout <= 0.0 || args.timeout <= 0.0 || args.duration.is_some_and(|d| d <= 0.0) {
-        fail(1, "--stall-timeout, --timeout and --duration must be positive");
+        fail(
+            1,
+            "--stall-timeout, --timeout and --duration must be positive",
+        );
     }
     let requests = match (args.requests, args.duration) {
         (Some(n), _) => n,
@@ -660,13 +726,19 @@ fn main() {
     if args.prefill {
         let t = Instant::now();
         barrier.wait(); // prefilled
-        eprintln!("loadgen: prefilled {} keys in {:.2} s", args.keys, t.elapsed().as_secs_f64());
+        eprintln!(
+            "loadgen: prefilled {} keys in {:.2} s",
+            args.keys,
+            t.elapsed().as_secs_f64()
+        );
     }
     barrier.wait(); // start
     let start = Instant::now();
     let mut total = Stats::new();
     for h in handles {
-        let st = h.join().unwrap_or_else(|_| fail(1, "a loadgen thread panicked"));
+        let st = h
+            .join()
+            .unwrap_or_else(|_| fail(1, "a loadgen thread panicked"));
         total.merge(&st);
     }
     let seconds = start.elapsed().as_secs_f64();
@@ -676,7 +748,13 @@ fn main() {
     }
 
     let h = &total.hist;
-    let q = |q: f64| if total.requests == 0 { 0.0 } else { us(h.value_at_quantile(q)) };
+    let q = |q: f64| {
+        if total.requests == 0 {
+            0.0
+        } else {
+            us(h.value_at_quantile(q))
+        }
+    };
     println!(
         "{{\"requests\":{},\"errors\":{},\"seconds\":{:.4},\"ops_per_sec\":{:.1},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"misses\":{},\"wrong\":{},\"prefill_errors\":{},\"loadgen_cpu_pct\":{:.1}}}",
         total.requests,

@@ -96,7 +96,10 @@ impl Key {
         buf[..4].copy_from_slice(b"key:");
         let nd = digits.len() - i;
         buf[4..4 + nd].copy_from_slice(&digits[i..]);
-        Key { buf, len: (4 + nd) as u8 }
+        Key {
+            buf,
+            len: (4 + nd) as u8,
+        }
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -151,7 +154,9 @@ fn parse_u64(s: &[u8]) -> Option<u64> {
 
 fn parse_i64(s: &[u8]) -> Option<i64> {
     match s.strip_prefix(b"-") {
-        Some(rest) => parse_u64(rest).and_then(|v| i64::try_from(v).ok()).map(|v| -v),
+        Some(rest) => parse_u64(rest)
+            .and_then(|v| i64::try_from(v).ok())
+            .map(|v| -v),
         None => parse_u64(s).and_then(|v| i64::try_from(v).ok()),
     }
 }
@@ -248,7 +253,9 @@ pub fn parse_reply(proto: Proto, op: Op, keys: &[u32], buf: &[u8]) -> Result<Par
 fn line(buf: &[u8], from: usize) -> Result<Option<(&[u8], usize)>, FramingError> {
     let rest = &buf[from..];
     match rest.iter().position(|&b| b == b'\n') {
-        None if rest.len() > MAX_LINE => Err(framing(format!("no line end in {} bytes", rest.len()))),
+        None if rest.len() > MAX_LINE => {
+            Err(framing(format!("no line end in {} bytes", rest.len())))
+        }
         None => Ok(None),
         Some(0) => Err(framing("bare LF (expected CRLF)")),
         Some(i) if rest[i - 1] != b'\r' => Err(framing("line ends in LF without CR")),
@@ -339,7 +346,10 @@ fn parse_memcache(op: Op, keys: &[u32], buf: &[u8]) -> Result<Parse, FramingErro
                     out.error = true;
                     return Ok(Parse::Done(next, out));
                 }
-                return Err(framing(format!("unexpected line in a get reply: {}", shown(l))));
+                return Err(framing(format!(
+                    "unexpected line in a get reply: {}",
+                    shown(l)
+                )));
             }
             Op::Set => {
                 if l == b"STORED" {
@@ -356,7 +366,10 @@ fn parse_memcache(op: Op, keys: &[u32], buf: &[u8]) -> Result<Parse, FramingErro
                 if is_mc_error(l) {
                     out.error = true;
                 } else if !l.starts_with(b"VERSION ") {
-                    return Err(framing(format!("unexpected reply to version: {}", shown(l))));
+                    return Err(framing(format!(
+                        "unexpected reply to version: {}",
+                        shown(l)
+                    )));
                 }
                 return Ok(Parse::Done(next, out));
             }
@@ -414,7 +427,12 @@ fn resp_head(buf: &[u8], pos: usize) -> Result<Option<(Head<'_>, usize)>, Framin
 }
 
 /// Skips the elements of an array whose head was just read; Some((end, contains_error)).
-fn skip_elements(buf: &[u8], mut pos: usize, n: usize, depth: usize) -> Result<Option<(usize, bool)>, FramingError> {
+fn skip_elements(
+    buf: &[u8],
+    mut pos: usize,
+    n: usize,
+    depth: usize,
+) -> Result<Option<(usize, bool)>, FramingError> {
     if depth > MAX_DEPTH {
         return Err(framing("RESP arrays nested too deep"));
     }
@@ -507,12 +525,28 @@ mod tests {
     }
 
     fn case(op: Op, keys: &[u32], want: Outcome) -> Case {
-        Case { op, keys: keys.to_vec(), want }
+        Case {
+            op,
+            keys: keys.to_vec(),
+            want,
+        }
     }
 
-    const OK: Outcome = Outcome { error: false, misses: 0, wrong: false };
-    const ERR: Outcome = Outcome { error: true, misses: 0, wrong: false };
-    const WRONG: Outcome = Outcome { error: false, misses: 0, wrong: true };
+    const OK: Outcome = Outcome {
+        error: false,
+        misses: 0,
+        wrong: false,
+    };
+    const ERR: Outcome = Outcome {
+        error: true,
+        misses: 0,
+        wrong: false,
+    };
+    const WRONG: Outcome = Outcome {
+        error: false,
+        misses: 0,
+        wrong: true,
+    };
     fn miss(n: u32) -> Outcome {
         Outcome { misses: n, ..OK }
     }
@@ -545,7 +579,11 @@ mod tests {
     /// give the expected outcomes.
     fn check_splits(proto: Proto, cases: &[Case], stream: &[u8]) {
         let want: Vec<Outcome> = cases.iter().map(|c| c.want).collect();
-        assert_eq!(drive(proto, cases, &[stream]).unwrap(), want, "whole stream");
+        assert_eq!(
+            drive(proto, cases, &[stream]).unwrap(),
+            want,
+            "whole stream"
+        );
         for i in 0..=stream.len() {
             let got = drive(proto, cases, &[&stream[..i], &stream[i..]]).unwrap();
             assert_eq!(got, want, "split at byte {i}");
@@ -559,7 +597,10 @@ mod tests {
     fn check_framing_error(proto: Proto, cases: &[Case], stream: &[u8]) {
         assert!(drive(proto, cases, &[stream]).is_err(), "whole stream");
         for i in 0..=stream.len() {
-            assert!(drive(proto, cases, &[&stream[..i], &stream[i..]]).is_err(), "split at {i}");
+            assert!(
+                drive(proto, cases, &[&stream[..i], &stream[i..]]).is_err(),
+                "split at {i}"
+            );
         }
     }
 
@@ -673,7 +714,11 @@ mod tests {
         check_framing_error(Proto::Memcache, &get, b"VALUE key:1 0 3\r\nabcd\r\nEND\r\n");
         check_framing_error(Proto::Memcache, &get, b"VALUE key:1 0 x\r\n");
         check_framing_error(Proto::Memcache, &get, b"VALUE key:1\r\n");
-        check_framing_error(Proto::Memcache, &get, b"VALUE key:1 0 3 4 5\r\nabc\r\nEND\r\n");
+        check_framing_error(
+            Proto::Memcache,
+            &get,
+            b"VALUE key:1 0 3 4 5\r\nabc\r\nEND\r\n",
+        );
         check_framing_error(Proto::Memcache, &get, b"STORED\r\n");
         check_framing_error(Proto::Memcache, &get, b"END\n");
         check_framing_error(Proto::Memcache, &set, b"END\r\n");
@@ -731,7 +776,15 @@ mod tests {
         cases.push(case(Op::MGet, &[1], WRONG));
         // nested arrays are skipped whole; an error inside is still an error
         stream.extend_from_slice(b"*2\r\n*2\r\n:1\r\n-ERR x\r\n+OK\r\n");
-        cases.push(case(Op::Get, &[1], Outcome { error: true, misses: 0, wrong: true }));
+        cases.push(case(
+            Op::Get,
+            &[1],
+            Outcome {
+                error: true,
+                misses: 0,
+                wrong: true,
+            },
+        ));
         check_splits(Proto::Redis, &cases, &stream);
     }
 

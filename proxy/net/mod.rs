@@ -1,86 +1,20 @@
-//! Sockets: one stream type for TCP and unix-domain connections on both sides of the proxy
-//! (twemproxy accepts either for `listen` and for `servers`), plus listener setup with the
-//! socket options a pool asks for.
+//! Sockets: listeners with the socket options a pool asks for, and (in [`stream`]) one stream
+//! type for TCP and unix-domain connections on both sides of the proxy (twemproxy accepts
+//! either for `listen` and for `servers`).
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use bytes::BytesMut;
+mod stream;
+
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
-use tokio::io::Interest;
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::net::{TcpListener, UnixListener};
 
-use crate::config::{ListenAddr, ServerAddr};
+pub use stream::{Readiness, Sock, Stream};
 
-/// A connected stream. The session and backend loops drive it with readiness plus `try_*`
-/// calls, so that one task can read, write and wait for replies without splitting the socket.
-pub enum Stream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-macro_rules! each {
-    ($self:ident, $s:ident => $e:expr) => {
-        match $self {
-            Stream::Tcp($s) => $e,
-            Stream::Unix($s) => $e,
-        }
-    };
-}
-
-impl Stream {
-    pub async fn readable(&self) -> io::Result<()> {
-        each!(self, s => s.readable().await)
-    }
-
-    pub async fn writable(&self) -> io::Result<()> {
-        each!(self, s => s.writable().await)
-    }
-
-    /// Waits until the socket is readable (when `read`) or writable (when `write`). Asking only
-    /// for what the caller will act on matters: readiness it ignores would wake it in a loop.
-    pub async fn ready(&self, read: bool, write: bool) -> io::Result<tokio::io::Ready> {
-        let interest = match (read, write) {
-            (true, true) => Interest::READABLE | Interest::WRITABLE,
-            (false, true) => Interest::WRITABLE,
-            _ => Interest::READABLE,
-        };
-        each!(self, s => s.ready(interest).await)
-    }
-
-    pub fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        each!(self, s => s.try_read_buf(buf))
-    }
-
-    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        each!(self, s => s.try_write(buf))
-    }
-
-    /// Connects to a backend. Hostnames are resolved here, asynchronously and on every
-    /// (re)connect, so a server that moves is followed (twemproxy resolves with a blocking call
-    /// inside its only event loop).
-    pub async fn connect(addr: &ServerAddr) -> io::Result<Stream> {
-        match addr {
-            ServerAddr::Tcp { host, port } => {
-                let stream = TcpStream::connect((host.as_str(), *port))
-                    .await
-                    .map_err(|e| {
-                        if e.kind() == io::ErrorKind::Other || e.raw_os_error().is_none() {
-                            // getaddrinfo failures: report them the way twemproxy does.
-                            io::Error::new(io::ErrorKind::HostUnreachable, "Host is down")
-                        } else {
-                            e
-                        }
-                    })?;
-                stream.set_nodelay(true)?;
-                Ok(Stream::Tcp(stream))
-            }
-            ServerAddr::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
-        }
-    }
-}
+use crate::config::ListenAddr;
 
 /// A bound listener for one pool.
 pub enum Listener {
@@ -97,10 +31,10 @@ pub enum Accepted {
 impl Accepted {
     /// Registers the socket with the calling thread's reactor.
     pub fn into_stream(self) -> io::Result<Stream> {
-        Ok(match self {
-            Accepted::Tcp(s) => Stream::Tcp(TcpStream::from_std(s)?),
-            Accepted::Unix(s) => Stream::Unix(UnixStream::from_std(s)?),
-        })
+        match self {
+            Accepted::Tcp(s) => Stream::new(Sock::Tcp(s)),
+            Accepted::Unix(s) => Stream::new(Sock::Unix(s)),
+        }
     }
 }
 
