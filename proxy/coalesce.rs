@@ -51,17 +51,22 @@ impl Default for WriteEpochs {
     }
 }
 
-fn bucket(server: usize, key: &[u8]) -> usize {
+/// The one hash computed per coalescable read: a per-process random seed (keys come from
+/// clients), shared by the flight table and the write epochs.
+fn key_hash(server: usize, key: &[u8]) -> u64 {
     static SEED: OnceLock<RandomState> = OnceLock::new();
-    let h = SEED.get_or_init(RandomState::new).hash_one((server, key));
-    (h as usize) % WRITE_BUCKETS
+    SEED.get_or_init(RandomState::new).hash_one((server, key))
+}
+
+fn bucket(hash: u64) -> usize {
+    (hash as usize) % WRITE_BUCKETS
 }
 
 impl WriteEpochs {
     /// Records that a write of `key` on `server` is being forwarded.
     #[inline]
     pub fn wrote(&self, server: usize, key: &[u8]) {
-        self.0[bucket(server, key)].fetch_add(1, Ordering::Release);
+        self.0[bucket(key_hash(server, key))].fetch_add(1, Ordering::Release);
     }
 
     /// Records a write to every key (memcached `flush_all`).
@@ -71,27 +76,64 @@ impl WriteEpochs {
         }
     }
 
-    fn current(&self, server: usize, key: &[u8]) -> u64 {
-        self.0[bucket(server, key)].load(Ordering::Acquire)
+    fn current(&self, hash: u64) -> u64 {
+        self.0[bucket(hash)].load(Ordering::Acquire)
     }
 }
 
-#[derive(Hash, PartialEq, Eq)]
-struct FlightKey {
+/// A coalescable read: (server, command, key), with its hash computed once.
+#[derive(PartialEq, Eq)]
+pub struct ReadKey {
+    hash: u64,
     server: u32,
     cmd: u8,
     key: Bytes,
 }
 
+impl ReadKey {
+    pub fn new(server: usize, cmd: u8, key: Bytes) -> ReadKey {
+        ReadKey {
+            hash: key_hash(server, &key),
+            server: server as u32,
+            cmd,
+            key,
+        }
+    }
+}
+
+impl std::hash::Hash for ReadKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// Passes a precomputed hash through, so the flight table hashes nothing itself.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl std::hash::Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ b as u64;
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// One worker's flights for one pool generation.
 #[derive(Default)]
 pub struct Flights {
-    map: RefCell<HashMap<FlightKey, Rc<Flight>>>,
+    map: RefCell<HashMap<ReadKey, Rc<Flight>, std::hash::BuildHasherDefault<Prehashed>>>,
 }
 
 /// A backend read that identical reads can join.
 pub struct Flight {
-    key: FlightKey,
+    key: ReadKey,
     /// The write epoch of the key's bucket when the flight started.
     epoch: u64,
     waiters: RefCell<Vec<(Rc<ReplySink>, u32)>>,
@@ -101,24 +143,13 @@ pub struct Flight {
 impl Flights {
     /// The flight this read may join: one in flight for the same (server, command, key) with
     /// no write to the key forwarded since it started.
-    pub fn find(
-        &self,
-        epochs: &WriteEpochs,
-        server: usize,
-        cmd: u8,
-        key: &Bytes,
-    ) -> Option<Rc<Flight>> {
+    pub fn find(&self, epochs: &WriteEpochs, read: &ReadKey) -> Option<Rc<Flight>> {
         let map = self.map.borrow();
         if map.is_empty() {
             return None;
         }
-        let k = FlightKey {
-            server: server as u32,
-            cmd,
-            key: key.clone(),
-        };
-        map.get(&k)
-            .filter(|f| f.epoch == epochs.current(server, key))
+        map.get(read)
+            .filter(|f| f.epoch == epochs.current(read.hash))
             .cloned()
     }
 
@@ -127,34 +158,26 @@ impl Flights {
     pub fn start(
         self: &Rc<Self>,
         epochs: &WriteEpochs,
-        server: usize,
-        cmd: u8,
-        key: Bytes,
+        read: ReadKey,
         first: Option<(Rc<ReplySink>, u32)>,
     ) -> Option<Rc<Flight>> {
         let mut map = self.map.borrow_mut();
         if map.len() >= MAX_FLIGHTS {
             return None;
         }
-        let epoch = epochs.current(server, &key);
+        let entry = ReadKey {
+            hash: read.hash,
+            server: read.server,
+            cmd: read.cmd,
+            key: read.key.clone(),
+        };
         let flight = Rc::new(Flight {
-            key: FlightKey {
-                server: server as u32,
-                cmd,
-                key: key.clone(),
-            },
-            epoch,
+            epoch: epochs.current(read.hash),
+            key: read,
             waiters: RefCell::new(first.into_iter().collect()),
             table: Rc::downgrade(self),
         });
-        map.insert(
-            FlightKey {
-                server: server as u32,
-                cmd,
-                key,
-            },
-            flight.clone(),
-        );
+        map.insert(entry, flight.clone());
         Some(flight)
     }
 
@@ -246,14 +269,24 @@ mod tests {
         let sink = Rc::new(ReplySink::default());
         let (s1, s2) = (sink.alloc(), sink.alloc());
         let f = flights
-            .start(&epochs, 0, cmd::GET, key("k"), Some((sink.clone(), s1)))
+            .start(
+                &epochs,
+                ReadKey::new(0, cmd::GET, key("k")),
+                Some((sink.clone(), s1)),
+            )
             .unwrap();
         // Another server, another command or another key is another flight.
-        assert!(flights.find(&epochs, 1, cmd::GET, &key("k")).is_none());
-        assert!(flights.find(&epochs, 0, cmd::GETS, &key("k")).is_none());
-        assert!(flights.find(&epochs, 0, cmd::GET, &key("j")).is_none());
+        assert!(flights
+            .find(&epochs, &ReadKey::new(1, cmd::GET, key("k")))
+            .is_none());
+        assert!(flights
+            .find(&epochs, &ReadKey::new(0, cmd::GETS, key("k")))
+            .is_none());
+        assert!(flights
+            .find(&epochs, &ReadKey::new(0, cmd::GET, key("j")))
+            .is_none());
         flights
-            .find(&epochs, 0, cmd::GET, &key("k"))
+            .find(&epochs, &ReadKey::new(0, cmd::GET, key("k")))
             .unwrap()
             .add_waiter(sink.clone(), s2);
         f.deliver(Ok(Bytes::from_static(b"END\r\n")));
@@ -266,14 +299,24 @@ mod tests {
     fn a_write_since_the_flight_started_prevents_joining() {
         let flights = Rc::new(Flights::default());
         let epochs = WriteEpochs::default();
-        let _f = flights.start(&epochs, 0, cmd::GET, key("k"), None).unwrap();
-        assert!(flights.find(&epochs, 0, cmd::GET, &key("k")).is_some());
+        let _f = flights
+            .start(&epochs, ReadKey::new(0, cmd::GET, key("k")), None)
+            .unwrap();
+        assert!(flights
+            .find(&epochs, &ReadKey::new(0, cmd::GET, key("k")))
+            .is_some());
         epochs.wrote(0, b"k");
-        assert!(flights.find(&epochs, 0, cmd::GET, &key("k")).is_none());
+        assert!(flights
+            .find(&epochs, &ReadKey::new(0, cmd::GET, key("k")))
+            .is_none());
         // A new flight replaces the stale entry; the old one finishing does not remove it.
-        let new = flights.start(&epochs, 0, cmd::GET, key("k"), None).unwrap();
+        let new = flights
+            .start(&epochs, ReadKey::new(0, cmd::GET, key("k")), None)
+            .unwrap();
         _f.deliver(Ok(Bytes::new()));
-        assert!(flights.find(&epochs, 0, cmd::GET, &key("k")).is_some());
+        assert!(flights
+            .find(&epochs, &ReadKey::new(0, cmd::GET, key("k")))
+            .is_some());
         new.deliver(Ok(Bytes::new()));
         assert!(flights.is_empty());
     }
@@ -285,12 +328,16 @@ mod tests {
         let held: Vec<_> = (0..MAX_FLIGHTS)
             .map(|i| {
                 flights
-                    .start(&epochs, 0, cmd::GET, key(&i.to_string()), None)
+                    .start(
+                        &epochs,
+                        ReadKey::new(0, cmd::GET, key(&i.to_string())),
+                        None,
+                    )
                     .unwrap()
             })
             .collect();
         assert!(flights
-            .start(&epochs, 0, cmd::GET, key("one more"), None)
+            .start(&epochs, ReadKey::new(0, cmd::GET, key("one more")), None)
             .is_none());
         drop(held);
     }
@@ -301,8 +348,12 @@ mod tests {
         let epochs = WriteEpochs::default();
         let sink = Rc::new(ReplySink::default());
         let (frag, wa, wc) = (sink.alloc(), sink.alloc(), sink.alloc());
-        let fa = flights.start(&epochs, 0, cmd::GET, key("a"), None).unwrap();
-        let fc = flights.start(&epochs, 0, cmd::GET, key("c"), None).unwrap();
+        let fa = flights
+            .start(&epochs, ReadKey::new(0, cmd::GET, key("a")), None)
+            .unwrap();
+        let fc = flights
+            .start(&epochs, ReadKey::new(0, cmd::GET, key("c")), None)
+            .unwrap();
         fa.add_waiter(sink.clone(), wa);
         fc.add_waiter(sink.clone(), wc);
         let lead = FragmentLead {

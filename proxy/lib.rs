@@ -26,3 +26,4 @@ pub mod session;
 pub mod stats;
 pub mod topology;
 pub mod ttl;
+pub mod wait;

@@ -19,9 +19,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::wait::LocalNotify;
 use bytes::{Buf, BytesMut};
-use tokio::sync::Notify;
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::{timeout, Instant};
 use tracing::{debug, warn};
 
 use super::sink::Target;
@@ -133,7 +133,7 @@ pub struct BackendConn {
     settings: ConnSettings,
     stats: Arc<ServerStats>,
     state: RefCell<State>,
-    wake: Notify,
+    wake: LocalNotify,
 }
 
 impl BackendConn {
@@ -155,7 +155,7 @@ impl BackendConn {
                 failures: 0,
                 shutdown: false,
             }),
-            wake: Notify::new(),
+            wake: LocalNotify::default(),
         });
         tokio::task::spawn_local(conn.clone().run());
         conn
@@ -199,7 +199,7 @@ impl BackendConn {
             sent,
         });
         if st.pending.len() == 1 || before == 0 {
-            self.wake.notify_one();
+            self.wake.notify();
         }
     }
 
@@ -212,7 +212,7 @@ impl BackendConn {
     /// route table).
     pub fn shutdown(&self) {
         self.state.borrow_mut().shutdown = true;
-        self.wake.notify_one();
+        self.wake.notify();
     }
 
     async fn run(self: Rc<Self>) {
@@ -341,7 +341,7 @@ impl BackendConn {
                     }
                 }
                 _ = self.wake.notified() => {}
-                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                _ = crate::wait::sleep_until(deadline), if deadline.is_some() => {
                     if let Err(e) = self.expire() {
                         return e;
                     }

@@ -8,8 +8,8 @@
 
 use std::cell::RefCell;
 
+use crate::wait::LocalNotify;
 use bytes::Bytes;
-use tokio::sync::Notify;
 
 use super::BackendError;
 
@@ -27,7 +27,7 @@ const NONE: u32 = u32::MAX;
 /// A session's reply slots plus the notification that one was filled.
 pub struct ReplySink {
     slots: RefCell<Slots>,
-    notify: Notify,
+    notify: LocalNotify,
 }
 
 struct Slots {
@@ -42,7 +42,7 @@ impl Default for ReplySink {
                 slots: Vec::new(),
                 free: NONE,
             }),
-            notify: Notify::new(),
+            notify: LocalNotify::default(),
         }
     }
 }
@@ -70,7 +70,7 @@ impl ReplySink {
         if let Some(slot @ Slot::Waiting) = s.slots.get_mut(id as usize) {
             *slot = Slot::Done(outcome);
             drop(s);
-            self.notify.notify_one();
+            self.notify.notify();
         }
     }
 

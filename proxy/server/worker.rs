@@ -159,8 +159,9 @@ fn handshake(cfg: &crate::config::PoolConfig) -> Option<Handshake> {
 /// pool leaves the configuration (its sessions then drain).
 pub struct PoolSlot {
     current: RefCell<Rc<WorkerPool>>,
-    removed: Cell<bool>,
-    on_remove: Notify,
+    /// The pool left the configuration, or the worker is draining: sessions stop reading.
+    stopping: Cell<bool>,
+    on_stop: Notify,
 }
 
 impl PoolSlot {
@@ -168,15 +169,51 @@ impl PoolSlot {
         self.current.borrow().clone()
     }
 
-    pub fn removed(&self) -> bool {
-        self.removed.get()
+    pub fn stopping(&self) -> bool {
+        self.stopping.get()
     }
 
-    /// Resolves once the pool has left the configuration.
-    pub async fn wait_removed(&self) {
-        if !self.removed.get() {
-            self.on_remove.notified().await;
+    /// Resolves once the pool has left the configuration or the worker drains. Sessions poll
+    /// it on every turn, so after registering once it only reads a flag.
+    pub fn stopped(&self) -> Stopped<'_> {
+        Stopped {
+            slot: self,
+            notified: Box::pin(self.on_stop.notified()),
+            registered: false,
         }
+    }
+
+    fn stop(&self) {
+        self.stopping.set(true);
+        self.on_stop.notify_waiters();
+    }
+}
+
+/// See [`PoolSlot::stopped`].
+pub struct Stopped<'a> {
+    slot: &'a PoolSlot,
+    notified: std::pin::Pin<Box<tokio::sync::futures::Notified<'a>>>,
+    registered: bool,
+}
+
+impl std::future::Future for Stopped<'_> {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.slot.stopping.get() {
+            return std::task::Poll::Ready(());
+        }
+        if !self.registered {
+            // Registers this task's waker; `stop` sets the flag before waking it.
+            self.registered = true;
+            if self.notified.as_mut().poll(cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+        }
+        std::task::Poll::Pending
     }
 }
 
@@ -213,7 +250,7 @@ impl Worker {
     }
 }
 
-fn run(mut control: Control, mut rx: mpsc::UnboundedReceiver<Handoff>) {
+fn run(control: Control, rx: mpsc::UnboundedReceiver<Handoff>) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -225,7 +262,15 @@ fn run(mut control: Control, mut rx: mpsc::UnboundedReceiver<Handoff>) {
         }
     };
     let local = tokio::task::LocalSet::new();
+    // The worker's own loop runs as a task of its own: the future given to `block_on` is
+    // polled whenever any task of the worker wakes (every request), so it must be cheap.
     local.block_on(&rt, async move {
+        let _ = tokio::task::spawn_local(serve(control, rx)).await;
+    });
+}
+
+async fn serve(mut control: Control, mut rx: mpsc::UnboundedReceiver<Handoff>) {
+    {
         let mut slots: HashMap<String, Rc<PoolSlot>> = HashMap::new();
         let table = control.table.borrow_and_update().clone();
         apply(&mut slots, &table, control.record_latency);
@@ -263,9 +308,9 @@ fn run(mut control: Control, mut rx: mpsc::UnboundedReceiver<Handoff>) {
                     match handoff.socket.into_stream() {
                         Ok(stream) => {
                             sessions.set(sessions.get() + 1);
-                            let (sessions, idle, drain) = (sessions.clone(), idle.clone(), control.drain.clone());
+                            let (sessions, idle) = (sessions.clone(), idle.clone());
                             tokio::task::spawn_local(async move {
-                                session::serve(stream, slot, drain).await;
+                                session::serve(stream, slot).await;
                                 sessions.set(sessions.get() - 1);
                                 idle.notify_one();
                             });
@@ -279,17 +324,26 @@ fn run(mut control: Control, mut rx: mpsc::UnboundedReceiver<Handoff>) {
             }
         }
         // Draining: sessions answer what they accepted, then backends flush what is queued.
+        for slot in slots.values() {
+            slot.stop();
+        }
         let deadline = tokio::time::Instant::now() + control.drain_timeout;
         while sessions.get() > 0 {
-            if tokio::time::timeout_at(deadline, idle.notified()).await.is_err() {
-                warn!(sessions = sessions.get(), "drain timeout: closing remaining client connections");
+            if tokio::time::timeout_at(deadline, idle.notified())
+                .await
+                .is_err()
+            {
+                warn!(
+                    sessions = sessions.get(),
+                    "drain timeout: closing remaining client connections"
+                );
                 return;
             }
         }
         while slots.values().any(|s| s.current().busy()) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-    });
+    }
 }
 
 /// Makes the worker's pools match `table`.
@@ -310,8 +364,8 @@ fn apply(slots: &mut HashMap<String, Rc<PoolSlot>>, table: &Arc<RouteTable>, rec
                 let wp = WorkerPool::new(pool.clone(), table.started, record_latency, None);
                 let slot = PoolSlot {
                     current: RefCell::new(wp),
-                    removed: Cell::new(false),
-                    on_remove: Notify::new(),
+                    stopping: Cell::new(false),
+                    on_stop: Notify::new(),
                 };
                 slots.insert(name.clone(), Rc::new(slot));
             }
@@ -320,8 +374,7 @@ fn apply(slots: &mut HashMap<String, Rc<PoolSlot>>, table: &Arc<RouteTable>, rec
     slots.retain(|name, slot| {
         let keep = table.pool(name).is_some();
         if !keep {
-            slot.removed.set(true);
-            slot.on_remove.notify_waiters();
+            slot.stop();
         }
         keep
     });

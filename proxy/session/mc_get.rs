@@ -9,7 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::memcache::{Entry, McSession, VALUES_FRAMING};
 use crate::backend::{BackendError, Outcome, ReplySink, Target};
-use crate::coalesce::{cmd, FragmentLead};
+use crate::coalesce::{cmd, FragmentLead, ReadKey};
 use crate::protocol::memcache::{self as mc, Command, Request};
 
 /// Where one key of a multi-get gets its answer.
@@ -78,10 +78,8 @@ impl McSession {
         let pool = self.pool.clone();
         let stats = &pool.table.stats;
         let slot = self.sink.alloc();
-        if let Some(flight) = pool
-            .flights
-            .find(&pool.table.write_epochs, server, kind, &key)
-        {
+        let read = ReadKey::new(server, kind, key.clone());
+        if let Some(flight) = pool.flights.find(&pool.table.write_epochs, &read) {
             flight.add_waiter(self.sink.clone(), slot);
             stats.coalesced.inc();
             self.push(Entry::Single { slot, keys: 1 });
@@ -89,9 +87,7 @@ impl McSession {
         }
         let target = match pool.flights.start(
             &pool.table.write_epochs,
-            server,
-            kind,
-            key.clone(),
+            read,
             Some((self.sink.clone(), slot)),
         ) {
             Some(flight) => {
@@ -118,10 +114,8 @@ impl McSession {
         let mut keys = Vec::with_capacity(req.keys.len());
         for (k, &s) in req.keys.iter().zip(servers) {
             if let (Some(kind), true) = (kind, s != u32::MAX) {
-                if let Some(flight) =
-                    pool.flights
-                        .find(epochs, s as usize, kind, &frame.slice(k.clone()))
-                {
+                let read = ReadKey::new(s as usize, kind, frame.slice(k.clone()));
+                if let Some(flight) = pool.flights.find(epochs, &read) {
                     let slot = self.sink.alloc();
                     flight.add_waiter(self.sink.clone(), slot);
                     pool.table.stats.coalesced.inc();
@@ -156,7 +150,10 @@ impl McSession {
             if let Some(kind) = kind {
                 for k in mine() {
                     let key = frame.slice(k);
-                    if let Some(f) = pool.flights.start(epochs, server as usize, kind, key, None) {
+                    if let Some(f) =
+                        pool.flights
+                            .start(epochs, ReadKey::new(server as usize, kind, key), None)
+                    {
                         pool.table.stats.flights.inc();
                         flights.push(f);
                     }

@@ -22,8 +22,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::sync::watch;
-use tokio::time::{sleep_until, Instant};
+use tokio::time::Instant;
 use tracing::debug;
 
 use crate::backend::ReplySink;
@@ -143,7 +142,7 @@ fn refresh_pool(pool: &mut Rc<crate::server::WorkerPool>, slot: &PoolSlot) {
 }
 
 /// Serves one client connection until it closes, the pool is removed, or the worker drains.
-pub async fn serve(stream: Stream, slot: Rc<PoolSlot>, drain: watch::Receiver<bool>) {
+pub async fn serve(stream: Stream, slot: Rc<PoolSlot>) {
     let pool = slot.current();
     let stats = pool.table.stats.clone();
     let body_timeout = pool.table.config.client_timeout;
@@ -152,7 +151,6 @@ pub async fn serve(stream: Stream, slot: Rc<PoolSlot>, drain: watch::Receiver<bo
         stream: &stream,
         sink: &sink,
         slot: &slot,
-        drain,
         body_timeout,
         stats: &stats,
     };
@@ -178,7 +176,6 @@ struct Ctx<'a> {
     stream: &'a Stream,
     sink: &'a ReplySink,
     slot: &'a PoolSlot,
-    drain: watch::Receiver<bool>,
     body_timeout: Duration,
     stats: &'a crate::stats::PoolStats,
 }
@@ -188,13 +185,14 @@ async fn drive<H: Handler>(ctx: Ctx<'_>, mut h: H) -> io::Result<()> {
         stream,
         sink,
         slot,
-        mut drain,
         body_timeout,
         stats,
     } = ctx;
     // Stop reading once the worker drains or the pool leaves the configuration; requests
     // already read are still answered.
-    let mut stopping = *drain.borrow() || slot.removed();
+    let mut stopping = slot.stopping();
+    // Built once, not per turn of the loop: resolves when the worker drains or the pool goes.
+    let mut stop = slot.stopped();
     let mut rbuf = BytesMut::new();
     let mut wbuf = BytesMut::new();
     let mut closing = false;
@@ -215,6 +213,9 @@ async fn drive<H: Handler>(ctx: Ctx<'_>, mut h: H) -> io::Result<()> {
         if (eof || stopping) && !backlog {
             closing = true;
         }
+        if wbuf.capacity() == 0 && h.front_ready() {
+            wbuf = take_buffer();
+        }
         h.drain_replies(&mut wbuf, MAX_UNSENT);
         while !wbuf.is_empty() {
             match stream.try_write(&wbuf) {
@@ -229,11 +230,12 @@ async fn drive<H: Handler>(ctx: Ctx<'_>, mut h: H) -> io::Result<()> {
         if closing && h.in_flight() == 0 && wbuf.is_empty() {
             return Ok(());
         }
+        // Idle connections hold no buffers: they go back to the worker's pool.
         if rbuf.is_empty() && rbuf.capacity() > 0 && h.in_flight() == 0 {
-            rbuf = BytesMut::new();
+            give_buffer(std::mem::take(&mut rbuf));
         }
         if wbuf.is_empty() && wbuf.capacity() > 0 {
-            wbuf = BytesMut::new();
+            give_buffer(std::mem::take(&mut wbuf));
         }
         let throttled = h.in_flight() >= MAX_IN_FLIGHT || wbuf.len() >= MAX_UNSENT;
         if backlog && !throttled && !closing {
@@ -264,14 +266,42 @@ async fn drive<H: Handler>(ctx: Ctx<'_>, mut h: H) -> io::Result<()> {
                 }
             }
             _ = sink.changed(), if h.in_flight() > 0 => {}
-            r = drain.changed(), if !stopping => stopping = r.is_err() || *drain.borrow(),
-            _ = slot.wait_removed(), if !stopping => stopping = true,
-            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+            _ = &mut stop, if !stopping => stopping = true,
+            _ = crate::wait::sleep_until(deadline), if deadline.is_some() => {
                 h.fail("timed out waiting for the rest of the request");
                 rbuf.clear();
                 closing = true;
             }
         }
+    }
+}
+
+thread_local! {
+    /// Buffers of this worker's idle sessions, reused by the next session with work: an idle
+    /// connection holds no buffer, and a busy one does not allocate one per request.
+    static BUFFERS: std::cell::RefCell<Vec<BytesMut>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Buffers kept per worker; more idle ones are freed.
+const POOLED_BUFFERS: usize = 64;
+
+fn take_buffer() -> BytesMut {
+    BUFFERS
+        .with(|b| b.borrow_mut().pop())
+        .unwrap_or_else(|| BytesMut::with_capacity(READ_CHUNK))
+}
+
+/// Keeps an emptied buffer for reuse if its memory is no longer shared with frames still in
+/// flight and it is of the usual size; otherwise frees it.
+fn give_buffer(mut buf: BytesMut) {
+    buf.clear();
+    if buf.capacity() <= 4 * READ_CHUNK && buf.try_reclaim(READ_CHUNK) {
+        BUFFERS.with(|b| {
+            let mut pool = b.borrow_mut();
+            if pool.len() < POOLED_BUFFERS {
+                pool.push(buf);
+            }
+        });
     }
 }
 
@@ -282,7 +312,9 @@ fn read(
     stats: &crate::stats::PoolStats,
 ) -> io::Result<bool> {
     loop {
-        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+        if rbuf.capacity() == 0 {
+            *rbuf = take_buffer();
+        } else if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
             rbuf.reserve(READ_CHUNK);
         }
         match ready.read(rbuf) {

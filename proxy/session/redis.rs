@@ -10,7 +10,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::{redis_local, Flow, Handler, Owed, NO_CLASS};
 use crate::backend::{BackendError, Framing, Outcome, ReplySink, Target};
-use crate::coalesce::cmd;
+use crate::coalesce::{cmd, ReadKey};
 use crate::protocol::resp::commands::{self, cat, flag, CommandSpec, KeyError};
 use crate::protocol::resp::{encode, reply, Limits, Parser, Step};
 use crate::server::{PoolSlot, WorkerPool};
@@ -220,19 +220,17 @@ impl RedisSession {
         if get && cfg.coalesce {
             let key = frame.slice_ref(argv[1]);
             let epochs = &pool.table.write_epochs;
-            if let Some(flight) = pool.flights.find(epochs, server, cmd::REDIS_GET, &key) {
+            let read = ReadKey::new(server, cmd::REDIS_GET, key);
+            if let Some(flight) = pool.flights.find(epochs, &read) {
                 flight.add_waiter(self.sink.clone(), slot);
                 pool.table.stats.coalesced.inc();
                 self.push(Entry::Single { slot, get });
                 return;
             }
-            if let Some(flight) = pool.flights.start(
-                epochs,
-                server,
-                cmd::REDIS_GET,
-                key,
-                Some((self.sink.clone(), slot)),
-            ) {
+            if let Some(flight) = pool
+                .flights
+                .start(epochs, read, Some((self.sink.clone(), slot)))
+            {
                 pool.table.stats.flights.inc();
                 target = Target::Shared(flight);
             }
