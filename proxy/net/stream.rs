@@ -8,6 +8,7 @@
 
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, RawFd};
+use std::task::Poll;
 
 use bytes::BytesMut;
 use socket2::SockRef;
@@ -109,13 +110,25 @@ impl Stream {
 
     /// Waits until the socket is readable (when `read`) or writable (when `write`). Asking only
     /// for what the caller will act on matters: readiness it ignores would wake it in a loop.
+    ///
+    /// Built on `poll_read_ready`/`poll_write_ready`, which keep one waker per direction,
+    /// rather than on `AsyncFd::ready`, whose future joins and leaves a waiter list on every
+    /// turn of the caller's loop (a measurable share of a request's instructions).
     pub async fn ready(&self, read: bool, write: bool) -> io::Result<Readiness<'_>> {
-        let interest = match (read, write) {
-            (true, true) => Interest::READABLE | Interest::WRITABLE,
-            (false, true) => Interest::WRITABLE,
-            _ => Interest::READABLE,
-        };
-        self.0.ready(interest).await.map(Readiness)
+        std::future::poll_fn(|cx| {
+            if read {
+                if let Poll::Ready(guard) = self.0.poll_read_ready(cx) {
+                    return Poll::Ready(guard.map(Readiness));
+                }
+            }
+            if write {
+                if let Poll::Ready(guard) = self.0.poll_write_ready(cx) {
+                    return Poll::Ready(guard.map(Readiness));
+                }
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     pub async fn readable(&self) -> io::Result<()> {
