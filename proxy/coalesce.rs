@@ -136,7 +136,10 @@ pub struct Flight {
     key: ReadKey,
     /// The write epoch of the key's bucket when the flight started.
     epoch: u64,
-    waiters: RefCell<Vec<(Rc<ReplySink>, u32)>>,
+    /// The first waiter is kept inline: most flights have exactly one (no storm), and then
+    /// starting one costs no allocation beyond the flight itself.
+    first: RefCell<Option<(Rc<ReplySink>, u32)>>,
+    more: RefCell<Vec<(Rc<ReplySink>, u32)>>,
     table: Weak<Flights>,
 }
 
@@ -174,7 +177,8 @@ impl Flights {
         let flight = Rc::new(Flight {
             epoch: epochs.current(read.hash),
             key: read,
-            waiters: RefCell::new(first.into_iter().collect()),
+            first: RefCell::new(first),
+            more: RefCell::new(Vec::new()),
             table: Rc::downgrade(self),
         });
         map.insert(entry, flight.clone());
@@ -194,7 +198,12 @@ impl Flights {
 impl Flight {
     /// The reply will also go to `(sink, slot)`.
     pub fn add_waiter(&self, sink: Rc<ReplySink>, slot: u32) {
-        self.waiters.borrow_mut().push((sink, slot));
+        let mut first = self.first.borrow_mut();
+        if first.is_none() {
+            *first = Some((sink, slot));
+        } else {
+            self.more.borrow_mut().push((sink, slot));
+        }
     }
 
     fn finish(&self, outcome: Outcome) {
@@ -204,13 +213,14 @@ impl Flight {
                 map.remove(&self.key);
             }
         }
-        for (sink, slot) in self.waiters.take() {
+        let first = self.first.take();
+        for (sink, slot) in first.into_iter().chain(self.more.take()) {
             sink.complete(slot, outcome.clone());
         }
     }
 
     fn has_waiters(&self) -> bool {
-        !self.waiters.borrow().is_empty()
+        self.first.borrow().is_some()
     }
 }
 

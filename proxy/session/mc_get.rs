@@ -41,7 +41,7 @@ impl MultiGet {
 }
 
 impl McSession {
-    pub(super) fn retrieval(&mut self, req: Request, frame: Bytes) {
+    pub(super) fn retrieval(&mut self, req: &Request, frame: Bytes) {
         let coalesce =
             self.pool.table.config.coalesce && matches!(req.cmd, Command::Get | Command::Gets);
         let kind = if req.cmd == Command::Gets {
@@ -58,7 +58,7 @@ impl McSession {
         }));
         let first = servers[0];
         if req.keys.len() == 1 && coalesce && first != u32::MAX {
-            self.single_coalesced(first as usize, kind, frame.slice(req.keys[0].clone()), &req);
+            self.single_coalesced(first as usize, kind, frame.slice(req.keys[0].clone()), req);
         } else if servers.iter().all(|&s| s == first) && !coalesce {
             // One server holds every key: forward as is and pass the reply through untouched.
             let server = (first != u32::MAX).then_some(first as usize);

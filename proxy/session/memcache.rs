@@ -33,6 +33,8 @@ pub struct McSession {
     swallow: u64,
     /// Scratch space for per-key server indexes of a multi-get, reused across requests.
     pub(super) scratch: Vec<u32>,
+    /// The key vector of the last request, reused by the next one.
+    spare_keys: Vec<std::ops::Range<usize>>,
 }
 
 pub(super) const VALUES_FRAMING: Framing = Framing::Memcache(Expect::Values);
@@ -46,6 +48,7 @@ impl McSession {
             owed: Owed::default(),
             swallow: 0,
             scratch: Vec::new(),
+            spare_keys: Vec::new(),
         }
     }
 
@@ -58,7 +61,7 @@ impl McSession {
     }
 
     /// Routes and forwards one request, recording the reply it owes.
-    fn dispatch(&mut self, mut req: Request, frame: Bytes) -> Flow {
+    fn dispatch(&mut self, req: &mut Request, frame: Bytes) -> Flow {
         self.owed.class = req.cmd as u8;
         self.pool.table.stats.requests[req.cmd as usize].inc();
         let jitter = self.pool.table.config.ttl_jitter;
@@ -274,11 +277,15 @@ impl Handler for McSession {
             if self.owed.len() >= max_in_flight {
                 return Flow::Backlog;
             }
-            match mc::parse(input, &self.pool.table.limits) {
+            let spare = std::mem::take(&mut self.spare_keys);
+            match mc::parse_reusing(input, &self.pool.table.limits, spare) {
                 Parsed::Incomplete => return Flow::Continue,
                 Parsed::Request(req, consumed) => {
                     let frame = input.split_to(consumed).freeze();
-                    if self.dispatch(req, frame) == Flow::Close {
+                    let mut req = req;
+                    let flow = self.dispatch(&mut req, frame);
+                    self.spare_keys = req.keys;
+                    if flow == Flow::Close {
                         return Flow::Close;
                     }
                 }

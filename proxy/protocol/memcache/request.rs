@@ -161,10 +161,10 @@ pub struct Request {
 }
 
 impl Request {
-    fn new(cmd: Command) -> Request {
+    fn new(cmd: Command, keys: Vec<Range<usize>>) -> Request {
         Request {
             cmd,
-            keys: Vec::new(),
+            keys,
             flags: 0,
             exptime: 0,
             delta: 0,
@@ -230,6 +230,13 @@ const MAX_TOKENS: usize = 8;
 
 /// Parses the request at the start of `buf`.
 pub fn parse(buf: &[u8], limits: &Limits) -> Parsed {
+    parse_reusing(buf, limits, Vec::new())
+}
+
+/// [`parse`], storing the keys in `keys` (cleared first): a session hands back the vector of
+/// its previous request, so that parsing allocates nothing.
+pub fn parse_reusing(buf: &[u8], limits: &Limits, mut keys: Vec<Range<usize>>) -> Parsed {
+    keys.clear();
     if buf.first() == Some(&0x80) {
         // Binary-protocol magic: a different framing entirely; nothing sensible can follow.
         return reject(b"", buf.len(), After::Close);
@@ -277,7 +284,7 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Parsed {
         }
         return reject(ERROR, header_len, After::Continue);
     };
-    let mut req = Request::new(cmd);
+    let mut req = Request::new(cmd, keys);
     let outcome = if cmd.is_retrieval() {
         parse_retrieval(&mut req, &mut tokens, limits)
     } else {
