@@ -17,19 +17,17 @@
 //!   and an entry lives exactly as long as its flight.
 
 use std::cell::RefCell;
-use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::backend::{Deliver, Outcome, ReplySink};
+use crate::backend::{Deliver, DeliverIndexed, Outcome, ReplySink, Target};
 use crate::protocol::memcache::value_blocks;
 
-/// Most flights one worker keeps per pool; beyond it reads are simply not coalesced.
+/// Most flights one worker keeps in flight per pool; beyond it reads are not coalesced.
 const MAX_FLIGHTS: usize = 16 * 1024;
 /// Buckets of the per-pool write epoch table.
 const WRITE_BUCKETS: usize = 4096;
@@ -54,8 +52,10 @@ impl Default for WriteEpochs {
 /// The one hash computed per coalescable read: a per-process random seed (keys come from
 /// clients), shared by the flight table and the write epochs.
 fn key_hash(server: usize, key: &[u8]) -> u64 {
-    static SEED: OnceLock<RandomState> = OnceLock::new();
-    SEED.get_or_init(RandomState::new).hash_one((server, key))
+    // foldhash: seeded per process like std's SipHash, several times faster on short keys.
+    static SEED: OnceLock<foldhash::fast::RandomState> = OnceLock::new();
+    SEED.get_or_init(foldhash::fast::RandomState::default)
+        .hash_one((server, key))
 }
 
 fn bucket(hash: u64) -> usize {
@@ -101,132 +101,147 @@ impl ReadKey {
     }
 }
 
-impl std::hash::Hash for ReadKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
-    }
+/// Slots of the index from read to flight: a read joins the flight in its slot when the key
+/// matches; a new flight takes the slot over (the older one then just can't be joined).
+const INDEX_SLOTS: usize = 4096;
+const EMPTY: u32 = u32::MAX;
+
+/// One worker's flights for one pool generation: a direct-mapped index from read to flight and
+/// the flights themselves in a slab, so that starting and ending a flight costs a few stores
+/// and no allocation (this runs for every eligible read, duplicate or not).
+pub struct Flights {
+    index: RefCell<Box<[u32]>>,
+    slab: RefCell<Vec<Option<Flight>>>,
+    free: RefCell<Vec<u32>>,
 }
 
-/// Passes a precomputed hash through, so the flight table hashes nothing itself.
-#[derive(Default)]
-struct Prehashed(u64);
-
-impl std::hash::Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ b as u64;
+impl Default for Flights {
+    fn default() -> Self {
+        Flights {
+            index: RefCell::new(vec![EMPTY; INDEX_SLOTS].into_boxed_slice()),
+            slab: RefCell::new(Vec::new()),
+            free: RefCell::new(Vec::new()),
         }
     }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-/// One worker's flights for one pool generation.
-#[derive(Default)]
-pub struct Flights {
-    map: RefCell<HashMap<ReadKey, Rc<Flight>, std::hash::BuildHasherDefault<Prehashed>>>,
 }
 
 /// A backend read that identical reads can join.
-pub struct Flight {
-    key: ReadKey,
+struct Flight {
+    read: ReadKey,
     /// The write epoch of the key's bucket when the flight started.
     epoch: u64,
-    /// The first waiter is kept inline: most flights have exactly one (no storm), and then
-    /// starting one costs no allocation beyond the flight itself.
-    first: RefCell<Option<(Rc<ReplySink>, u32)>>,
-    more: RefCell<Vec<(Rc<ReplySink>, u32)>>,
-    table: Weak<Flights>,
+    /// The first waiter is kept inline: most flights have exactly one (no storm).
+    first: Option<(Rc<ReplySink>, u32)>,
+    more: Vec<(Rc<ReplySink>, u32)>,
+}
+
+fn slot_of(hash: u64) -> usize {
+    (hash >> 32) as usize % INDEX_SLOTS
 }
 
 impl Flights {
     /// The flight this read may join: one in flight for the same (server, command, key) with
     /// no write to the key forwarded since it started.
-    pub fn find(&self, epochs: &WriteEpochs, read: &ReadKey) -> Option<Rc<Flight>> {
-        let map = self.map.borrow();
-        if map.is_empty() {
+    pub fn find(&self, epochs: &WriteEpochs, read: &ReadKey) -> Option<u32> {
+        let id = self.index.borrow()[slot_of(read.hash)];
+        if id == EMPTY {
             return None;
         }
-        map.get(read)
-            .filter(|f| f.epoch == epochs.current(read.hash))
-            .cloned()
+        let slab = self.slab.borrow();
+        let flight = slab[id as usize].as_ref()?;
+        (flight.read == *read && flight.epoch == epochs.current(read.hash)).then_some(id)
     }
 
-    /// Starts a flight (replacing a stale one for the same key); `first` is its first waiter.
-    /// None when the table is full.
+    /// The reply of flight `id` will also go to `(sink, slot)`.
+    pub fn add_waiter(&self, id: u32, sink: Rc<ReplySink>, slot: u32) {
+        if let Some(f) = self.slab.borrow_mut()[id as usize].as_mut() {
+            if f.first.is_none() {
+                f.first = Some((sink, slot));
+            } else {
+                f.more.push((sink, slot));
+            }
+        }
+    }
+
+    /// Starts a flight; `first` is its first waiter. None when the slab is full.
     pub fn start(
-        self: &Rc<Self>,
+        &self,
         epochs: &WriteEpochs,
         read: ReadKey,
         first: Option<(Rc<ReplySink>, u32)>,
-    ) -> Option<Rc<Flight>> {
-        let mut map = self.map.borrow_mut();
-        if map.len() >= MAX_FLIGHTS {
-            return None;
-        }
-        let entry = ReadKey {
-            hash: read.hash,
-            server: read.server,
-            cmd: read.cmd,
-            key: read.key.clone(),
-        };
-        let flight = Rc::new(Flight {
+    ) -> Option<u32> {
+        let mut slab = self.slab.borrow_mut();
+        let slot = slot_of(read.hash);
+        let flight = Flight {
             epoch: epochs.current(read.hash),
-            key: read,
-            first: RefCell::new(first),
-            more: RefCell::new(Vec::new()),
-            table: Rc::downgrade(self),
-        });
-        map.insert(entry, flight.clone());
-        Some(flight)
+            read,
+            first,
+            more: Vec::new(),
+        };
+        let id = match self.free.borrow_mut().pop() {
+            Some(id) => {
+                slab[id as usize] = Some(flight);
+                id
+            }
+            None if slab.len() < MAX_FLIGHTS => {
+                slab.push(Some(flight));
+                (slab.len() - 1) as u32
+            }
+            None => return None,
+        };
+        self.index.borrow_mut()[slot] = id;
+        Some(id)
+    }
+
+    /// Where the backend sends the reply of flight `id`.
+    pub fn target(self: &Rc<Self>, id: u32) -> Target {
+        Target::Indexed(self.clone(), id)
     }
 
     /// Flights in progress (for tests and diagnostics).
     pub fn len(&self) -> usize {
-        self.map.borrow().len()
+        self.slab.borrow().iter().filter(|f| f.is_some()).count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.borrow().is_empty()
-    }
-}
-
-impl Flight {
-    /// The reply will also go to `(sink, slot)`.
-    pub fn add_waiter(&self, sink: Rc<ReplySink>, slot: u32) {
-        let mut first = self.first.borrow_mut();
-        if first.is_none() {
-            *first = Some((sink, slot));
-        } else {
-            self.more.borrow_mut().push((sink, slot));
-        }
+        self.len() == 0
     }
 
-    fn finish(&self, outcome: Outcome) {
-        if let Some(table) = self.table.upgrade() {
-            let mut map = table.map.borrow_mut();
-            if map.get(&self.key).is_some_and(|f| std::ptr::eq(&**f, self)) {
-                map.remove(&self.key);
+    fn has_waiters(&self, id: u32) -> bool {
+        self.slab.borrow()[id as usize]
+            .as_ref()
+            .is_some_and(|f| f.first.is_some())
+    }
+
+    fn key(&self, id: u32) -> Option<Bytes> {
+        self.slab.borrow()[id as usize]
+            .as_ref()
+            .map(|f| f.read.key.clone())
+    }
+
+    /// Ends flight `id`: it leaves the index (unless a newer flight took its slot) and every
+    /// waiter gets the outcome.
+    fn finish(&self, id: u32, outcome: Outcome) {
+        let Some(flight) = self.slab.borrow_mut()[id as usize].take() else {
+            return;
+        };
+        self.free.borrow_mut().push(id);
+        {
+            let mut index = self.index.borrow_mut();
+            let slot = slot_of(flight.read.hash);
+            if index[slot] == id {
+                index[slot] = EMPTY;
             }
         }
-        let first = self.first.take();
-        for (sink, slot) in first.into_iter().chain(self.more.take()) {
+        for (sink, slot) in flight.first.into_iter().chain(flight.more) {
             sink.complete(slot, outcome.clone());
         }
     }
-
-    fn has_waiters(&self) -> bool {
-        self.first.borrow().is_some()
-    }
 }
 
-impl Deliver for Flight {
-    fn deliver(&self, outcome: Outcome) {
-        self.finish(outcome);
+impl DeliverIndexed for Flights {
+    fn deliver(&self, id: u32, outcome: Outcome) {
+        self.finish(id, outcome);
     }
 }
 
@@ -234,18 +249,21 @@ impl Deliver for Flight {
 /// multi-get, and each flight with waiters gets its key's part (`VALUE ...` then `END`).
 pub struct FragmentLead {
     pub slot: (Rc<ReplySink>, u32),
-    pub flights: Vec<Rc<Flight>>,
+    pub flights: Rc<Flights>,
+    pub ids: Vec<u32>,
 }
 
 impl Deliver for FragmentLead {
     fn deliver(&self, outcome: Outcome) {
-        for flight in &self.flights {
-            let part = match &outcome {
-                Err(e) => Err(e.clone()),
-                Ok(_) if !flight.has_waiters() => Ok(Bytes::new()),
-                Ok(reply) => Ok(single_key_reply(reply, &flight.key.key)),
+        for &id in &self.ids {
+            let part = match (&outcome, self.flights.key(id)) {
+                (Err(e), _) => Err(e.clone()),
+                (Ok(reply), Some(key)) if self.flights.has_waiters(id) => {
+                    Ok(single_key_reply(reply, &key))
+                }
+                (Ok(_), _) => Ok(Bytes::new()),
             };
-            flight.finish(part);
+            self.flights.finish(id, part);
         }
         self.slot.0.complete(self.slot.1, outcome);
     }
@@ -272,6 +290,10 @@ mod tests {
         Bytes::copy_from_slice(s.as_bytes())
     }
 
+    fn read(server: usize, cmd: u8, k: &str) -> ReadKey {
+        ReadKey::new(server, cmd, key(k))
+    }
+
     #[test]
     fn flights_are_joined_then_removed_when_done() {
         let flights = Rc::new(Flights::default());
@@ -279,55 +301,44 @@ mod tests {
         let sink = Rc::new(ReplySink::default());
         let (s1, s2) = (sink.alloc(), sink.alloc());
         let f = flights
-            .start(
-                &epochs,
-                ReadKey::new(0, cmd::GET, key("k")),
-                Some((sink.clone(), s1)),
-            )
+            .start(&epochs, read(0, cmd::GET, "k"), Some((sink.clone(), s1)))
             .unwrap();
         // Another server, another command or another key is another flight.
-        assert!(flights
-            .find(&epochs, &ReadKey::new(1, cmd::GET, key("k")))
-            .is_none());
-        assert!(flights
-            .find(&epochs, &ReadKey::new(0, cmd::GETS, key("k")))
-            .is_none());
-        assert!(flights
-            .find(&epochs, &ReadKey::new(0, cmd::GET, key("j")))
-            .is_none());
+        assert!(flights.find(&epochs, &read(1, cmd::GET, "k")).is_none());
+        assert!(flights.find(&epochs, &read(0, cmd::GETS, "k")).is_none());
+        assert!(flights.find(&epochs, &read(0, cmd::GET, "j")).is_none());
+        let joined = flights.find(&epochs, &read(0, cmd::GET, "k")).unwrap();
+        flights.add_waiter(joined, sink.clone(), s2);
         flights
-            .find(&epochs, &ReadKey::new(0, cmd::GET, key("k")))
-            .unwrap()
-            .add_waiter(sink.clone(), s2);
-        f.deliver(Ok(Bytes::from_static(b"END\r\n")));
+            .target(f)
+            .deliver(Ok(Bytes::from_static(b"END\r\n")));
         assert_eq!(flights.len(), 0, "no entry outlives its flight");
         assert_eq!(sink.take(s1).unwrap(), &b"END\r\n"[..]);
         assert_eq!(sink.take(s2).unwrap(), &b"END\r\n"[..]);
+        // The slot is reused: no allocation per flight in the steady state.
+        let again = flights
+            .start(&epochs, read(0, cmd::GET, "k"), None)
+            .unwrap();
+        assert_eq!(again, f);
     }
 
     #[test]
     fn a_write_since_the_flight_started_prevents_joining() {
         let flights = Rc::new(Flights::default());
         let epochs = WriteEpochs::default();
-        let _f = flights
-            .start(&epochs, ReadKey::new(0, cmd::GET, key("k")), None)
+        let old = flights
+            .start(&epochs, read(0, cmd::GET, "k"), None)
             .unwrap();
-        assert!(flights
-            .find(&epochs, &ReadKey::new(0, cmd::GET, key("k")))
-            .is_some());
+        assert!(flights.find(&epochs, &read(0, cmd::GET, "k")).is_some());
         epochs.wrote(0, b"k");
-        assert!(flights
-            .find(&epochs, &ReadKey::new(0, cmd::GET, key("k")))
-            .is_none());
+        assert!(flights.find(&epochs, &read(0, cmd::GET, "k")).is_none());
         // A new flight replaces the stale entry; the old one finishing does not remove it.
         let new = flights
-            .start(&epochs, ReadKey::new(0, cmd::GET, key("k")), None)
+            .start(&epochs, read(0, cmd::GET, "k"), None)
             .unwrap();
-        _f.deliver(Ok(Bytes::new()));
-        assert!(flights
-            .find(&epochs, &ReadKey::new(0, cmd::GET, key("k")))
-            .is_some());
-        new.deliver(Ok(Bytes::new()));
+        flights.target(old).deliver(Ok(Bytes::new()));
+        assert!(flights.find(&epochs, &read(0, cmd::GET, "k")).is_some());
+        flights.target(new).deliver(Ok(Bytes::new()));
         assert!(flights.is_empty());
     }
 
@@ -335,21 +346,14 @@ mod tests {
     fn the_table_is_bounded() {
         let flights = Rc::new(Flights::default());
         let epochs = WriteEpochs::default();
-        let held: Vec<_> = (0..MAX_FLIGHTS)
-            .map(|i| {
-                flights
-                    .start(
-                        &epochs,
-                        ReadKey::new(0, cmd::GET, key(&i.to_string())),
-                        None,
-                    )
-                    .unwrap()
-            })
-            .collect();
+        for i in 0..MAX_FLIGHTS {
+            flights
+                .start(&epochs, read(0, cmd::GET, &i.to_string()), None)
+                .unwrap();
+        }
         assert!(flights
-            .start(&epochs, ReadKey::new(0, cmd::GET, key("one more")), None)
+            .start(&epochs, read(0, cmd::GET, "one more"), None)
             .is_none());
-        drop(held);
     }
 
     #[test]
@@ -359,16 +363,17 @@ mod tests {
         let sink = Rc::new(ReplySink::default());
         let (frag, wa, wc) = (sink.alloc(), sink.alloc(), sink.alloc());
         let fa = flights
-            .start(&epochs, ReadKey::new(0, cmd::GET, key("a")), None)
+            .start(&epochs, read(0, cmd::GET, "a"), None)
             .unwrap();
         let fc = flights
-            .start(&epochs, ReadKey::new(0, cmd::GET, key("c")), None)
+            .start(&epochs, read(0, cmd::GET, "c"), None)
             .unwrap();
-        fa.add_waiter(sink.clone(), wa);
-        fc.add_waiter(sink.clone(), wc);
+        flights.add_waiter(fa, sink.clone(), wa);
+        flights.add_waiter(fc, sink.clone(), wc);
         let lead = FragmentLead {
             slot: (sink.clone(), frag),
-            flights: vec![fa, fc],
+            flights: flights.clone(),
+            ids: vec![fa, fc],
         };
         let reply = Bytes::from_static(b"VALUE a 0 1\r\n1\r\nVALUE b 0 1\r\n2\r\nEND\r\n");
         lead.deliver(Ok(reply.clone()));

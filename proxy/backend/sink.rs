@@ -108,10 +108,17 @@ pub trait Deliver {
     fn deliver(&self, outcome: Outcome);
 }
 
+/// A table of reply receivers addressed by index (coalesced reads): delivering to one of them
+/// needs no allocation per request, unlike an `Rc<dyn Deliver>` of its own.
+pub trait DeliverIndexed {
+    fn deliver(&self, id: u32, outcome: Outcome);
+}
+
 /// Where a backend sends one reply.
 pub enum Target {
     Slot(std::rc::Rc<ReplySink>, u32),
     Shared(std::rc::Rc<dyn Deliver>),
+    Indexed(std::rc::Rc<dyn DeliverIndexed>, u32),
     /// Nobody waits (noreply, or the request already timed out): the reply is read and dropped,
     /// which keeps the shared connection's replies matched to their requests.
     Discard,
@@ -122,6 +129,7 @@ impl Target {
         match self {
             Target::Slot(sink, id) => sink.complete(id, outcome),
             Target::Shared(d) => d.deliver(outcome),
+            Target::Indexed(d, id) => d.deliver(id, outcome),
             Target::Discard => {}
         }
     }

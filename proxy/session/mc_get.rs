@@ -80,7 +80,7 @@ impl McSession {
         let slot = self.sink.alloc();
         let read = ReadKey::new(server, kind, key.clone());
         if let Some(flight) = pool.flights.find(&pool.table.write_epochs, &read) {
-            flight.add_waiter(self.sink.clone(), slot);
+            pool.flights.add_waiter(flight, self.sink.clone(), slot);
             stats.coalesced.inc();
             self.push(Entry::Single { slot, keys: 1 });
             return;
@@ -92,7 +92,7 @@ impl McSession {
         ) {
             Some(flight) => {
                 stats.flights.inc();
-                Target::Shared(flight)
+                pool.flights.target(flight)
             }
             None => Target::Slot(self.sink.clone(), slot),
         };
@@ -117,7 +117,7 @@ impl McSession {
                 let read = ReadKey::new(s as usize, kind, frame.slice(k.clone()));
                 if let Some(flight) = pool.flights.find(epochs, &read) {
                     let slot = self.sink.alloc();
-                    flight.add_waiter(self.sink.clone(), slot);
+                    pool.flights.add_waiter(flight, self.sink.clone(), slot);
                     pool.table.stats.coalesced.inc();
                     keys.push((k.clone(), Source::Joined(slot)));
                     continue;
@@ -164,7 +164,8 @@ impl McSession {
             } else {
                 Target::Shared(Rc::new(FragmentLead {
                     slot: (self.sink.clone(), slot),
-                    flights,
+                    flights: pool.flights.clone(),
+                    ids: flights,
                 }))
             };
             pool.servers[server as usize]

@@ -222,7 +222,7 @@ impl RedisSession {
             let epochs = &pool.table.write_epochs;
             let read = ReadKey::new(server, cmd::REDIS_GET, key);
             if let Some(flight) = pool.flights.find(epochs, &read) {
-                flight.add_waiter(self.sink.clone(), slot);
+                pool.flights.add_waiter(flight, self.sink.clone(), slot);
                 pool.table.stats.coalesced.inc();
                 self.push(Entry::Single { slot, get });
                 return;
@@ -232,7 +232,7 @@ impl RedisSession {
                 .start(epochs, read, Some((self.sink.clone(), slot)))
             {
                 pool.table.stats.flights.inc();
-                target = Target::Shared(flight);
+                target = pool.flights.target(flight);
             }
         }
         pool.servers[server]
