@@ -25,14 +25,7 @@ fn yaml(port: u16, servers: &[Memcached], count: usize) -> String {
 /// The ring's own prediction: the index (into NAMES) of the server owning `key` with the first
 /// `count` servers.
 fn owner(key: &str, count: usize) -> usize {
-    let nodes: Vec<RingNode<'_>> = NAMES[..count]
-        .iter()
-        .map(|n| RingNode {
-            name: n.as_bytes(),
-            weight: 1,
-            live: true,
-        })
-        .collect();
+    let nodes = RingNode::equal(&NAMES[..count]);
     let router = KeyRouter::new(HashKind::Md5, None, Distribution::Ketama, &nodes);
     let idx = router.server_for(key.as_bytes()).unwrap();
     // KeyRouter indexes servers in twemproxy's sorted order; NAMES are already sorted.

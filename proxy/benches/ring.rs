@@ -41,14 +41,7 @@ fn bench_route(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     for servers in [10usize, 1000] {
         let names = server_names(servers);
-        let nodes: Vec<RingNode<'_>> = names
-            .iter()
-            .map(|n| RingNode {
-                name: n.as_bytes(),
-                weight: 1,
-                live: true,
-            })
-            .collect();
+        let nodes = RingNode::equal(&names);
         for dist in [Distribution::Ketama, Distribution::Modula] {
             let ring = Ring::build(dist, &nodes);
             let mut i = 0usize;

@@ -199,14 +199,7 @@ mod tests {
     #[test]
     fn lookup_matches_plain_lower_bound() {
         let names: Vec<String> = (0..7).map(|i| format!("node{i}")).collect();
-        let nodes: Vec<RingNode<'_>> = names
-            .iter()
-            .map(|n| RingNode {
-                name: n.as_bytes(),
-                weight: 1,
-                live: true,
-            })
-            .collect();
+        let nodes = RingNode::equal(&names);
         let c = Continuum::build(&nodes);
         let naive = |h: u32| {
             let at = c.points.partition_point(|p| p.0 < h);

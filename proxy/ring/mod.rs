@@ -137,6 +137,21 @@ pub struct RingNode<'a> {
     pub live: bool,
 }
 
+impl<'a> RingNode<'a> {
+    /// Live servers of weight 1 with these names: the common case in tests, benchmarks and
+    /// ring predictions.
+    pub fn equal<S: AsRef<[u8]>>(names: &'a [S]) -> Vec<RingNode<'a>> {
+        names
+            .iter()
+            .map(|n| RingNode {
+                name: n.as_ref(),
+                weight: 1,
+                live: true,
+            })
+            .collect()
+    }
+}
+
 /// An immutable key-hash to server-index map, built once per route table.
 ///
 /// [`Ring::route`] is allocation-free and O(1) for modula/random, O(log points per

@@ -243,14 +243,7 @@ fn hash_tags() {
 #[test]
 fn router_rules() {
     let names = ["s1:1", "s2:2", "s3:3"];
-    let nodes: Vec<RingNode<'_>> = names
-        .iter()
-        .map(|n| RingNode {
-            name: n.as_bytes(),
-            weight: 1,
-            live: true,
-        })
-        .collect();
+    let nodes = RingNode::equal(&names);
     let router = KeyRouter::new(
         HashKind::Fnv1a_64,
         Some(*b"{}"),

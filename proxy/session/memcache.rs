@@ -171,49 +171,6 @@ impl McSession {
             self.push(Entry::All { slots });
         }
     }
-
-    /// Writes one finished entry's reply.
-    fn emit(&mut self, entry: Entry, out: &mut BytesMut) {
-        let stats = &self.pool.table.stats;
-        match entry {
-            Entry::Ready(bytes) => out.put_slice(&bytes),
-            Entry::Single { slot, keys } => match self.sink.take(slot) {
-                Ok(reply) => {
-                    if mc::response::reply_is_error(&reply) {
-                        stats.errors[kind::BACKEND_ERROR].inc();
-                    } else if keys > 0 {
-                        let hits = mc::value_blocks(&reply).count() as u64;
-                        stats.get_hits.add(hits);
-                        stats.get_misses.add((keys as u64).saturating_sub(hits));
-                    }
-                    out.put_slice(&reply);
-                }
-                Err(e) => put_error(out, &e, stats),
-            },
-            Entry::Multi(m) => self.emit_multi(*m, out),
-            Entry::All { slots } => {
-                let mut failure: Option<Bytes> = None;
-                for slot in slots {
-                    let reply = match self.sink.take(slot) {
-                        Ok(r) if r.as_ref() == b"OK\r\n" => continue,
-                        Ok(r) => r,
-                        Err(e) => Bytes::from(format!("SERVER_ERROR {e}\r\n")),
-                    };
-                    failure.get_or_insert(reply);
-                }
-                out.put_slice(failure.as_deref().unwrap_or(b"OK\r\n"));
-            }
-        }
-    }
-
-    fn entry_done(&self, entry: &Entry) -> bool {
-        match entry {
-            Entry::Ready(_) => true,
-            Entry::Single { slot, .. } => self.sink.is_done(*slot),
-            Entry::Multi(m) => m.done(&self.sink),
-            Entry::All { slots } => slots.iter().all(|&s| self.sink.is_done(s)),
-        }
-    }
 }
 
 /// Commands whose expiry time TTL jitter may shorten.
@@ -250,11 +207,46 @@ impl Handler for McSession {
     }
 
     fn entry_done(&self, entry: &Entry) -> bool {
-        McSession::entry_done(self, entry)
+        match entry {
+            Entry::Ready(_) => true,
+            Entry::Single { slot, .. } => self.sink.is_done(*slot),
+            Entry::Multi(m) => m.done(&self.sink),
+            Entry::All { slots } => slots.iter().all(|&s| self.sink.is_done(s)),
+        }
     }
 
+    /// Writes one finished entry's reply.
     fn emit(&mut self, entry: Entry, out: &mut BytesMut) {
-        McSession::emit(self, entry, out)
+        let stats = &self.pool.table.stats;
+        match entry {
+            Entry::Ready(bytes) => out.put_slice(&bytes),
+            Entry::Single { slot, keys } => match self.sink.take(slot) {
+                Ok(reply) => {
+                    if mc::response::reply_is_error(&reply) {
+                        stats.errors[kind::BACKEND_ERROR].inc();
+                    } else if keys > 0 {
+                        let hits = mc::value_blocks(&reply).count() as u64;
+                        stats.get_hits.add(hits);
+                        stats.get_misses.add((keys as u64).saturating_sub(hits));
+                    }
+                    out.put_slice(&reply);
+                }
+                Err(e) => put_error(out, &e, stats),
+            },
+            Entry::Multi(m) => self.emit_multi(*m, out),
+            Entry::All { slots } => {
+                let mut failure: Option<Bytes> = None;
+                for slot in slots {
+                    let reply = match self.sink.take(slot) {
+                        Ok(r) if r.as_ref() == b"OK\r\n" => continue,
+                        Ok(r) => r,
+                        Err(e) => Bytes::from(format!("SERVER_ERROR {e}\r\n")),
+                    };
+                    failure.get_or_insert(reply);
+                }
+                out.put_slice(failure.as_deref().unwrap_or(b"OK\r\n"));
+            }
+        }
     }
 
     fn stats(&self) -> &crate::stats::PoolStats {

@@ -320,6 +320,92 @@ impl RedisSession {
             Split::Mset => Entry::AllOk { slots },
         });
     }
+}
+
+fn error_line(e: &BackendError) -> Vec<u8> {
+    let mut line = Vec::new();
+    encode::error(&mut line, &format!("ERR {e}"));
+    line
+}
+
+fn put_error(out: &mut BytesMut, e: &BackendError, stats: &crate::stats::PoolStats) {
+    stats.forward_error.inc();
+    stats.errors[e.kind()].inc();
+    encode::error(out, &format!("ERR {e}"));
+}
+
+/// The `command` label of a Redis command: the data type it works on (see
+/// [`crate::stats::class::REDIS`]).
+fn class_of(spec: &CommandSpec) -> u8 {
+    const BY_CATEGORY: [(u32, u8); 12] = [
+        (cat::STRING, 0),
+        (cat::BITMAP, 1),
+        (cat::HASH, 2),
+        (cat::LIST, 3),
+        (cat::SET, 4),
+        (cat::SORTEDSET, 5),
+        (cat::STREAM, 6),
+        (cat::HYPERLOGLOG, 7),
+        (cat::GEO, 8),
+        (cat::KEYSPACE, 9),
+        (cat::SCRIPTING, 10),
+        (cat::CONNECTION, 11),
+    ];
+    BY_CATEGORY
+        .iter()
+        .find(|(c, _)| spec.in_category(*c))
+        .map_or(12, |&(_, i)| i)
+}
+
+/// Why a command cannot be served through a sharding proxy, if it cannot.
+fn unsupported(spec: &CommandSpec, argv: &[&[u8]]) -> Option<&'static str> {
+    let blocks = match spec.name {
+        // XREAD and XREADGROUP only block with BLOCK; without it they are plain reads.
+        "xread" | "xreadgroup" => argv.iter().any(|a| a.eq_ignore_ascii_case(b"block")),
+        _ => spec.has_flag(flag::BLOCKING) || spec.in_category(cat::BLOCKING),
+    };
+    if blocks {
+        return Some("blocking commands would stall a backend connection shared by other clients");
+    }
+    if spec.in_category(cat::PUBSUB) {
+        return Some("publish/subscribe needs a dedicated connection");
+    }
+    if spec.in_category(cat::TRANSACTION) {
+        return Some("transactions cannot span the servers of a pool");
+    }
+    match spec.name {
+        "move" | "migrate" | "swapdb" => {
+            return Some("databases and instances are managed by the proxy")
+        }
+        "client" | "command" => return Some("unknown subcommand"),
+        _ => {}
+    }
+    if spec.key_specs.is_empty() {
+        return Some("it has no key to route by");
+    }
+    None
+}
+
+impl Handler for RedisSession {
+    type Entry = Entry;
+
+    fn owed(&self) -> &Owed<Entry> {
+        &self.owed
+    }
+
+    fn owed_mut(&mut self) -> &mut Owed<Entry> {
+        &mut self.owed
+    }
+
+    fn entry_done(&self, entry: &Entry) -> bool {
+        match entry {
+            Entry::Ready(_) => true,
+            Entry::Single { slot, .. } => self.sink.is_done(*slot),
+            Entry::Mget { slots, .. } | Entry::Sum { slots } | Entry::AllOk { slots } => {
+                slots.iter().all(|&s| self.sink.is_done(s))
+            }
+        }
+    }
 
     fn emit(&mut self, entry: Entry, out: &mut BytesMut) {
         let stats = &self.pool.table.stats;
@@ -412,100 +498,6 @@ impl RedisSession {
                 out.put_slice(failure.as_deref().unwrap_or(b"+OK\r\n"));
             }
         }
-    }
-
-    fn entry_done(&self, entry: &Entry) -> bool {
-        match entry {
-            Entry::Ready(_) => true,
-            Entry::Single { slot, .. } => self.sink.is_done(*slot),
-            Entry::Mget { slots, .. } | Entry::Sum { slots } | Entry::AllOk { slots } => {
-                slots.iter().all(|&s| self.sink.is_done(s))
-            }
-        }
-    }
-}
-
-fn error_line(e: &BackendError) -> Vec<u8> {
-    let mut line = Vec::new();
-    encode::error(&mut line, &format!("ERR {e}"));
-    line
-}
-
-fn put_error(out: &mut BytesMut, e: &BackendError, stats: &crate::stats::PoolStats) {
-    stats.forward_error.inc();
-    stats.errors[e.kind()].inc();
-    encode::error(out, &format!("ERR {e}"));
-}
-
-/// The `command` label of a Redis command: the data type it works on (see
-/// [`crate::stats::class::REDIS`]).
-fn class_of(spec: &CommandSpec) -> u8 {
-    const BY_CATEGORY: [(u32, u8); 12] = [
-        (cat::STRING, 0),
-        (cat::BITMAP, 1),
-        (cat::HASH, 2),
-        (cat::LIST, 3),
-        (cat::SET, 4),
-        (cat::SORTEDSET, 5),
-        (cat::STREAM, 6),
-        (cat::HYPERLOGLOG, 7),
-        (cat::GEO, 8),
-        (cat::KEYSPACE, 9),
-        (cat::SCRIPTING, 10),
-        (cat::CONNECTION, 11),
-    ];
-    BY_CATEGORY
-        .iter()
-        .find(|(c, _)| spec.in_category(*c))
-        .map_or(12, |&(_, i)| i)
-}
-
-/// Why a command cannot be served through a sharding proxy, if it cannot.
-fn unsupported(spec: &CommandSpec, argv: &[&[u8]]) -> Option<&'static str> {
-    let blocks = match spec.name {
-        // XREAD and XREADGROUP only block with BLOCK; without it they are plain reads.
-        "xread" | "xreadgroup" => argv.iter().any(|a| a.eq_ignore_ascii_case(b"block")),
-        _ => spec.has_flag(flag::BLOCKING) || spec.in_category(cat::BLOCKING),
-    };
-    if blocks {
-        return Some("blocking commands would stall a backend connection shared by other clients");
-    }
-    if spec.in_category(cat::PUBSUB) {
-        return Some("publish/subscribe needs a dedicated connection");
-    }
-    if spec.in_category(cat::TRANSACTION) {
-        return Some("transactions cannot span the servers of a pool");
-    }
-    match spec.name {
-        "move" | "migrate" | "swapdb" => {
-            return Some("databases and instances are managed by the proxy")
-        }
-        "client" | "command" => return Some("unknown subcommand"),
-        _ => {}
-    }
-    if spec.key_specs.is_empty() {
-        return Some("it has no key to route by");
-    }
-    None
-}
-
-impl Handler for RedisSession {
-    type Entry = Entry;
-
-    fn owed(&self) -> &Owed<Entry> {
-        &self.owed
-    }
-
-    fn owed_mut(&mut self) -> &mut Owed<Entry> {
-        &mut self.owed
-    }
-
-    fn entry_done(&self, entry: &Entry) -> bool {
-        RedisSession::entry_done(self, entry)
-    }
-
-    fn emit(&mut self, entry: Entry, out: &mut BytesMut) {
-        RedisSession::emit(self, entry, out)
     }
 
     fn stats(&self) -> &crate::stats::PoolStats {
