@@ -83,11 +83,7 @@ impl ProcessMetrics {
             ),
             reloads,
             ticks: if ticks > 0 { ticks as f64 } else { 100.0 },
-            page_size: if page_size > 0 {
-                page_size as i64
-            } else {
-                4096
-            },
+            page_size: if page_size > 0 { page_size } else { 4096 },
         };
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -68,7 +68,7 @@ impl McSession {
                 mc::encode_retrieval(req.cmd, req.exptime, keys, dst)
             });
         } else {
-            self.split(&req, frame, &servers, coalesce.then_some(kind));
+            self.split(req, frame, &servers, coalesce.then_some(kind));
         }
         self.scratch = servers;
     }

@@ -89,7 +89,7 @@ impl McSession {
                     self.ready(b"OK\r\n");
                 }
             }
-            Command::FlushAll => self.flush_all(&req),
+            Command::FlushAll => self.flush_all(req),
             Command::Stats => {
                 let reply = if req.args.is_empty() {
                     Bytes::from(mc_stats::render(&self.pool))
@@ -111,7 +111,7 @@ impl McSession {
                 }
                 let framing = Framing::Memcache(mc::expect_for(cmd));
                 self.forward(server, framing, req.noreply, 0, |dst| {
-                    mc::encode_keyed(&req, &frame, dst)
+                    mc::encode_keyed(req, &frame, dst)
                 });
             }
         }
