@@ -9,21 +9,12 @@ pub struct Key {
 
 impl Key {
     pub fn new(n: u32) -> Key {
-        let mut digits = [0u8; 10];
-        let mut i = digits.len();
-        let mut v = n;
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
+        let mut digits = [0u8; 20];
+        let d = decimal(n as u64, &mut digits);
         let mut buf = [0u8; 16];
         buf[..4].copy_from_slice(b"key:");
-        let nd = digits.len() - i;
-        buf[4..4 + nd].copy_from_slice(&digits[i..]);
+        let nd = d.len();
+        buf[4..4 + nd].copy_from_slice(d);
         Key {
             buf,
             len: (4 + nd) as u8,
@@ -91,8 +82,12 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
 
 pub fn push_decimal(out: &mut Vec<u8>, v: usize) {
     let mut digits = [0u8; 20];
+    out.extend_from_slice(decimal(v as u64, &mut digits));
+}
+
+/// `v` in decimal, written at the end of `digits`; returns the written tail.
+fn decimal(mut v: u64, digits: &mut [u8; 20]) -> &[u8] {
     let mut i = digits.len();
-    let mut v = v;
     loop {
         i -= 1;
         digits[i] = b'0' + (v % 10) as u8;
@@ -101,5 +96,5 @@ pub fn push_decimal(out: &mut Vec<u8>, v: usize) {
             break;
         }
     }
-    out.extend_from_slice(&digits[i..]);
+    &digits[i..]
 }
