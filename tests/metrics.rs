@@ -20,6 +20,13 @@ fn http_get(port: u16, path: &str) -> (String, String) {
     (head.lines().next().unwrap().to_string(), body.to_string())
 }
 
+/// Asserts each (metric, labels, value) row, naming the row that differs.
+fn expect_samples(text: &str, rows: &[(&str, &[(&str, &str)], f64)]) {
+    for &(name, labels, want) in rows {
+        assert_eq!(sample(text, name, labels), want, "{name} {labels:?}");
+    }
+}
+
 /// The value of the sample `name` whose labels include every `labels` pair.
 fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     let found: Vec<f64> = text
@@ -168,49 +175,42 @@ fn memcached_traffic_is_counted_exactly() {
         ) - gets0,
         5.0
     );
-    assert_eq!(m("shardproxy_hits_total", &[("pool", "mc")]), 2.0);
-    assert_eq!(m("shardproxy_misses_total", &[("pool", "mc")]), 2.0);
-    assert_eq!(
-        m(
-            "shardproxy_errors_total",
-            &[("pool", "mc"), ("kind", "client_protocol")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        m(
-            "shardproxy_errors_total",
-            &[("pool", "mc"), ("kind", "timeout")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        m(
-            "shardproxy_errors_total",
-            &[("pool", "mc"), ("kind", "connection")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        m(
-            "shardproxy_errors_total",
-            &[("pool", "mc"), ("kind", "ejected")]
-        ),
-        0.0
-    );
-    assert_eq!(
-        m(
-            "shardproxy_server_timeouts_total",
-            &[("pool", "mc"), ("server", "b")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        m(
-            "shardproxy_server_timeouts_total",
-            &[("pool", "mc"), ("server", "a")]
-        ),
-        0.0
+    expect_samples(
+        &text,
+        &[
+            ("shardproxy_hits_total", &[("pool", "mc")], 2.0),
+            ("shardproxy_misses_total", &[("pool", "mc")], 2.0),
+            (
+                "shardproxy_errors_total",
+                &[("pool", "mc"), ("kind", "client_protocol")],
+                1.0,
+            ),
+            (
+                "shardproxy_errors_total",
+                &[("pool", "mc"), ("kind", "timeout")],
+                1.0,
+            ),
+            (
+                "shardproxy_errors_total",
+                &[("pool", "mc"), ("kind", "connection")],
+                1.0,
+            ),
+            (
+                "shardproxy_errors_total",
+                &[("pool", "mc"), ("kind", "ejected")],
+                0.0,
+            ),
+            (
+                "shardproxy_server_timeouts_total",
+                &[("pool", "mc"), ("server", "b")],
+                1.0,
+            ),
+            (
+                "shardproxy_server_timeouts_total",
+                &[("pool", "mc"), ("server", "a")],
+                0.0,
+            ),
+        ],
     );
     assert!(
         m(
@@ -286,34 +286,31 @@ fn redis_hits_and_misses_come_from_replies() {
     let (_, text) = http_get(mport, "/metrics");
     assert_parses(&text);
     let m = |name: &str, labels: &[(&str, &str)]| sample(&text, name, labels);
-    assert_eq!(m("shardproxy_hits_total", &[("pool", "r")]), 3.0);
-    assert_eq!(m("shardproxy_misses_total", &[("pool", "r")]), 3.0);
-    assert_eq!(
-        m(
-            "shardproxy_errors_total",
-            &[("pool", "r"), ("kind", "backend_error")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        m(
-            "shardproxy_requests_total",
-            &[("pool", "r"), ("command", "string")]
-        ),
-        4.0
-    );
-    assert_eq!(
-        m(
-            "shardproxy_requests_total",
-            &[("pool", "r"), ("command", "list")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        m(
-            "shardproxy_responses_total",
-            &[("pool", "r"), ("command", "string")]
-        ),
-        4.0
+    expect_samples(
+        &text,
+        &[
+            ("shardproxy_hits_total", &[("pool", "r")], 3.0),
+            ("shardproxy_misses_total", &[("pool", "r")], 3.0),
+            (
+                "shardproxy_errors_total",
+                &[("pool", "r"), ("kind", "backend_error")],
+                1.0,
+            ),
+            (
+                "shardproxy_requests_total",
+                &[("pool", "r"), ("command", "string")],
+                4.0,
+            ),
+            (
+                "shardproxy_requests_total",
+                &[("pool", "r"), ("command", "list")],
+                1.0,
+            ),
+            (
+                "shardproxy_responses_total",
+                &[("pool", "r"), ("command", "string")],
+                4.0,
+            ),
+        ],
     );
 }
