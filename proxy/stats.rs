@@ -286,34 +286,25 @@ impl Metrics {
     }
 
     fn pool_counter(&self, name: &str, pool: &str) -> Counter {
-        let vec = &self
-            .pool_counters
-            .iter()
-            .find(|(n, _)| *n == name)
-            .expect("known counter")
-            .1;
-        Counter(vec.with_label_values(&[pool]))
+        Counter(named(&self.pool_counters, name).with_label_values(&[pool]))
     }
 
     fn server_counter(&self, name: &str, pool: &str, server: &str) -> Counter {
-        let vec = &self
-            .server_counters
-            .iter()
-            .find(|(n, _)| *n == name)
-            .expect("known counter")
-            .1;
-        Counter(vec.with_label_values(&[pool, server]))
+        Counter(named(&self.server_counters, name).with_label_values(&[pool, server]))
     }
 
     fn server_gauge(&self, name: &str, pool: &str, server: &str) -> Gauge {
-        let vec = &self
-            .server_gauges
-            .iter()
-            .find(|(n, _)| *n == name)
-            .expect("known gauge")
-            .1;
-        Gauge(vec.with_label_values(&[pool, server]))
+        Gauge(named(&self.server_gauges, name).with_label_values(&[pool, server]))
     }
+}
+
+/// The metric family registered under `name` (names come from this module's own tables).
+fn named<'a, T>(families: &'a [(&'static str, T)], name: &str) -> &'a T {
+    &families
+        .iter()
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("metric {name} is not registered"))
+        .1
 }
 
 /// Per-pool handles. Field names follow nutcracker's stats where it has the concept.
