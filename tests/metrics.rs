@@ -20,8 +20,11 @@ fn http_get(port: u16, path: &str) -> (String, String) {
     (head.lines().next().unwrap().to_string(), body.to_string())
 }
 
-/// Asserts each (metric, labels, value) row, naming the row that differs.
-fn expect_samples(text: &str, rows: &[(&str, &[(&str, &str)], f64)]) {
+/// One expected sample: metric name, label pairs it must carry, value.
+type Row<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
+
+/// Asserts each row, naming the row that differs.
+fn expect_samples(text: &str, rows: &[Row]) {
     for &(name, labels, want) in rows {
         assert_eq!(sample(text, name, labels), want, "{name} {labels:?}");
     }
@@ -285,7 +288,6 @@ fn redis_hits_and_misses_come_from_replies() {
     );
     let (_, text) = http_get(mport, "/metrics");
     assert_parses(&text);
-    let m = |name: &str, labels: &[(&str, &str)]| sample(&text, name, labels);
     expect_samples(
         &text,
         &[
