@@ -103,6 +103,33 @@ impl Backend {
         );
     }
 
+    /// SIGSTOP, then waits until every thread has stopped: kill(2) returns before the signal
+    /// is delivered, and a thread still running could answer one more request.
+    fn stop(&self) {
+        self.signal(libc::SIGSTOP);
+        let tasks = format!("/proc/{}/task", self.pid());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let all_stopped = || {
+            std::fs::read_dir(&tasks).is_ok_and(|dir| {
+                dir.flatten().all(|task| {
+                    std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+                        // The state follows the parenthesised command name.
+                        stat.rsplit_once(") ")
+                            .is_some_and(|(_, rest)| rest.starts_with(['T', 't']))
+                    })
+                })
+            })
+        };
+        while !all_stopped() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} did not stop",
+                self.kind
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill(); // SIGKILL also ends a SIGSTOPped process
@@ -139,7 +166,7 @@ macro_rules! process_control {
 
         /// SIGSTOP: the server keeps its sockets but answers nothing, like a hung host.
         pub fn pause(&self) {
-            self.inner.signal(libc::SIGSTOP);
+            self.inner.stop();
         }
 
         /// SIGCONT after [`pause`](Self::pause).
