@@ -36,6 +36,17 @@ pub fn jitter(ttl: i64, percent: u8) -> i64 {
 /// Redis commands with a relative expiry argument: the jittered request, re-encoded, or None
 /// when nothing changes. `argv[0]` is the command name, `name` its lower-case form.
 pub fn jitter_redis(name: &str, argv: &[&[u8]], percent: u8) -> Option<Bytes> {
+    rewrite_redis_ttl(name, argv, |ttl| jitter(ttl, percent))
+}
+
+/// Finds the relative expiry argument of a Redis command and re-encodes the command with
+/// `shorten` applied to it; None when the command has none or `shorten` leaves it unchanged.
+/// Separate from the random draw so that tests can pin the new value.
+fn rewrite_redis_ttl(
+    name: &str,
+    argv: &[&[u8]],
+    shorten: impl FnOnce(i64) -> i64,
+) -> Option<Bytes> {
     // Positions of relative times: fixed ones, or the argument after EX/PX.
     let fixed = match name {
         "setex" | "psetex" | "expire" | "pexpire" => Some(2),
@@ -55,7 +66,7 @@ pub fn jitter_redis(name: &str, argv: &[&[u8]], percent: u8) -> Option<Bytes> {
     if value <= 0 {
         return None;
     }
-    let jittered = jitter(value, percent);
+    let jittered = shorten(value);
     if jittered == value {
         return None;
     }
@@ -95,7 +106,7 @@ mod tests {
     }
 
     #[test]
-    fn redis_jitter_rewrites_only_relative_arguments() {
+    fn redis_rewrites_only_relative_arguments() {
         let args = |s: &str| {
             s.split(' ')
                 .map(|a| a.as_bytes().to_vec())
@@ -104,18 +115,44 @@ mod tests {
         let run = |name: &str, s: &str| {
             let a = args(s);
             let v: Vec<&[u8]> = a.iter().map(|x| x.as_slice()).collect();
-            jitter_redis(name, &v, 50)
+            rewrite_redis_ttl(name, &v, |t| t - 1).map(|b| String::from_utf8(b.to_vec()).unwrap())
         };
-        let out = run("set", "SET k v EX 1000").expect("rewritten");
-        let text = String::from_utf8(out.to_vec()).unwrap();
-        let n: i64 = text.rsplit("\r\n").nth(1).unwrap().parse().unwrap();
-        assert!((500..=1000).contains(&n), "{text}");
-        assert!(text.starts_with("*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n$2\r\nEX\r\n"));
+        assert_eq!(
+            run("set", "SET k v EX 1000").as_deref(),
+            Some("*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n$2\r\nEX\r\n$3\r\n999\r\n")
+        );
+        assert_eq!(
+            run("setex", "SETEX k 100 v").as_deref(),
+            Some("*4\r\n$5\r\nSETEX\r\n$1\r\nk\r\n$2\r\n99\r\n$1\r\nv\r\n")
+        );
+        assert_eq!(
+            run("getex", "GETEX k px 60000").as_deref(),
+            Some("*4\r\n$5\r\nGETEX\r\n$1\r\nk\r\n$2\r\npx\r\n$5\r\n59999\r\n")
+        );
         assert!(run("set", "SET k v EXAT 1900000000").is_none());
         assert!(run("set", "SET k v").is_none());
+        assert!(run("set", "SET k v EX 0").is_none());
+        assert!(run("set", "SET k v EX soon").is_none());
         assert!(run("expireat", "EXPIREAT k 1900000000").is_none());
-        assert!(run("setex", "SETEX k 100 v").is_some());
-        assert!(run("getex", "GETEX k PX 60000").is_some());
         assert!(run("getex", "GETEX k PERSIST").is_none());
+    }
+
+    #[test]
+    fn redis_jitter_stays_within_the_percentage() {
+        let argv: [&[u8]; 5] = [b"SET", b"k", b"v", b"EX", b"1000"];
+        let mut rewritten = 0;
+        for _ in 0..1000 {
+            // None means the draw left the TTL unchanged, which is within bounds too.
+            let Some(out) = jitter_redis("set", &argv, 50) else {
+                continue;
+            };
+            rewritten += 1;
+            let text = String::from_utf8(out.to_vec()).unwrap();
+            let n: i64 = text.rsplit("\r\n").nth(1).unwrap().parse().unwrap();
+            assert!((500..1000).contains(&n), "{text}");
+        }
+        // A draw of zero has probability 1/501 each time; 1000 draws all zero cannot happen.
+        assert!(rewritten > 900, "{rewritten}");
+        assert!(jitter_redis("set", &argv, 0).is_none());
     }
 }
