@@ -4,33 +4,47 @@
 //! key expires, hundreds of clients miss at once; the backend (and the database behind the
 //! application) sees one read per worker instead of hundreds.
 //!
+//! Most reads are never joined, so a read pays only for being findable: its key is hashed and
+//! written into one slot of a direct-mapped index that points at the read's own reply slot
+//! (the leader's). Nothing else happens unless an identical read arrives; that one attaches
+//! itself to the leader's reply slot ([`LeadMark`]), and when the backend answers the leader,
+//! the reply is copied to every follower and the index entry is cleared.
+//!
 //! Rules, each tested:
-//! - Flights are per worker and per pool *generation* (a reload builds new tables), keyed by
-//!   (server, command, key), so a reload never mixes rings and `gets` never receives a `get`.
+//! - Index entries are per worker and per pool *generation* (a reload builds new tables),
+//!   keyed by (server, command, key), so a reload never mixes rings and `gets` never receives
+//!   a `get`.
 //! - Read-your-writes: every write forwarded for K bumps a shared per-pool epoch for K's
-//!   bucket; a read joins a flight only if no write to its bucket was forwarded since the
-//!   flight started, on any worker.
-//! - The backend request belongs to the flight, not to its first client: a leader that
-//!   disconnects cancels nothing, and errors and timeouts reach every waiter (who therefore
-//!   never waits longer than the pool timeout of the request they joined).
-//! - The table is bounded, hashed with a per-process random seed (keys come from clients),
-//!   and an entry lives exactly as long as its flight.
+//!   bucket; a read joins only if no write to its bucket was forwarded since the leader was
+//!   sent, on any worker.
+//! - The backend request belongs to the leader's reply slot, which outlives its session: a
+//!   leader that disconnects cancels nothing, and errors and timeouts reach every follower
+//!   (who therefore never waits longer than the pool timeout of the request it joined).
+//! - The index is bounded (4096 entries per pool and worker, keys up to 250 bytes), hashed with
+//!   a per-process random seed (keys come from clients), and an entry is cleared when its read
+//!   is answered.
 
 use std::cell::RefCell;
 use std::hash::BuildHasher;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::backend::{Deliver, DeliverIndexed, Outcome, ReplySink, Target};
+use crate::backend::{Outcome, ReplySink};
 use crate::protocol::memcache::value_blocks;
 
-/// Most flights one worker keeps in flight per pool; beyond it reads are not coalesced.
-const MAX_FLIGHTS: usize = 16 * 1024;
 /// Buckets of the per-pool write epoch table.
 const WRITE_BUCKETS: usize = 4096;
+/// Entries of one worker's index per pool: reads that share an entry only lose the chance to
+/// be joined (the newer one takes the entry over).
+const INDEX_SLOTS: usize = 4096;
+/// Longest key that coalesces (memcached's own limit): an index entry keeps a copy of its key,
+/// so the index stays bounded however long the keys clients send.
+pub const MAX_KEY: usize = 250;
+/// An index entry that points at no read.
+const EMPTY: u32 = u32::MAX;
 
 /// Command classes that coalesce separately (their replies differ).
 pub mod cmd {
@@ -50,7 +64,7 @@ impl Default for WriteEpochs {
 }
 
 /// The one hash computed per coalescable read: a per-process random seed (keys come from
-/// clients), shared by the flight table and the write epochs.
+/// clients), shared by the index and the write epochs.
 fn key_hash(server: usize, key: &[u8]) -> u64 {
     // foldhash: seeded per process like std's SipHash, several times faster on short keys.
     static SEED: OnceLock<foldhash::fast::RandomState> = OnceLock::new();
@@ -82,190 +96,256 @@ impl WriteEpochs {
 }
 
 /// A coalescable read: (server, command, key), with its hash computed once.
-#[derive(PartialEq, Eq)]
-pub struct ReadKey {
+pub struct ReadKey<'a> {
     hash: u64,
     server: u32,
     cmd: u8,
-    key: Bytes,
+    key: &'a [u8],
 }
 
-impl ReadKey {
-    pub fn new(server: usize, cmd: u8, key: Bytes) -> ReadKey {
-        ReadKey {
-            hash: key_hash(server, &key),
+impl<'a> ReadKey<'a> {
+    /// None for a key too long to coalesce.
+    #[inline]
+    pub fn new(server: usize, cmd: u8, key: &'a [u8]) -> Option<ReadKey<'a>> {
+        (key.len() <= MAX_KEY).then(|| ReadKey {
+            hash: key_hash(server, key),
             server: server as u32,
             cmd,
             key,
-        }
+        })
+    }
+
+    fn position(&self) -> usize {
+        (self.hash >> 32) as usize % INDEX_SLOTS
     }
 }
 
-/// Slots of the index from read to flight: a read joins the flight in its slot when the key
-/// matches; a new flight takes the slot over (the older one then just can't be joined).
-const INDEX_SLOTS: usize = 4096;
-const EMPTY: u32 = u32::MAX;
-
-/// One worker's flights for one pool generation: a direct-mapped index from read to flight and
-/// the flights themselves in a slab, so that starting and ending a flight costs a few stores
-/// and no allocation (this runs for every eligible read, duplicate or not).
-pub struct Flights {
-    index: RefCell<Box<[u32]>>,
-    slab: RefCell<Vec<Option<Flight>>>,
-    free: RefCell<Vec<u32>>,
+/// A read that joined another: its reply slot, and whether it is the first to join (the
+/// leader became a flight).
+pub struct Joined {
+    pub slot: u32,
+    pub first: bool,
 }
 
-impl Default for Flights {
-    fn default() -> Self {
-        Flights {
-            index: RefCell::new(vec![EMPTY; INDEX_SLOTS].into_boxed_slice()),
-            slab: RefCell::new(Vec::new()),
-            free: RefCell::new(Vec::new()),
-        }
-    }
-}
-
-/// A backend read that identical reads can join.
-struct Flight {
-    read: ReadKey,
-    /// The write epoch of the key's bucket when the flight started.
+/// An index entry: the read in flight for one (server, command, key), found by the reply slot
+/// it will fill.
+struct Entry {
+    hash: u64,
+    /// The write epoch of the key's bucket when the read was sent.
     epoch: u64,
-    /// The first waiter is kept inline: most flights have exactly one (no storm).
-    first: Option<(Rc<ReplySink>, u32)>,
-    more: Vec<(Rc<ReplySink>, u32)>,
+    server: u32,
+    cmd: u8,
+    /// The leader is a multi-get fragment: a follower gets only its key's part of the reply.
+    fragment: bool,
+    /// The leader's reply slot, [`EMPTY`] for none.
+    slot: u32,
+    sink: Weak<ReplySink>,
+    /// Capacity is kept across reads, so an entry allocates only for a longer key than before.
+    key: Vec<u8>,
 }
 
-fn slot_of(hash: u64) -> usize {
-    (hash >> 32) as usize % INDEX_SLOTS
+impl Default for Entry {
+    fn default() -> Self {
+        Entry {
+            hash: 0,
+            epoch: 0,
+            server: 0,
+            cmd: 0,
+            fragment: false,
+            slot: EMPTY,
+            sink: Weak::new(),
+            key: Vec::new(),
+        }
+    }
+}
+
+/// One worker's reads in flight for one pool generation, by key. The entries are allocated
+/// with the first read (a pool that never coalesces pays nothing).
+#[derive(Default)]
+pub struct Flights {
+    index: RefCell<Vec<Entry>>,
 }
 
 impl Flights {
-    /// The flight this read may join: one in flight for the same (server, command, key) with
-    /// no write to the key forwarded since it started.
-    pub fn find(&self, epochs: &WriteEpochs, read: &ReadKey) -> Option<u32> {
-        let id = self.index.borrow()[slot_of(read.hash)];
-        if id == EMPTY {
+    /// Joins an identical read in flight, sent with no write to the key forwarded since: a
+    /// new slot of `sink` will receive a copy of its reply. None when there is no such read.
+    #[inline]
+    pub fn join(
+        self: &Rc<Self>,
+        epochs: &WriteEpochs,
+        read: &ReadKey,
+        sink: &Rc<ReplySink>,
+    ) -> Option<Joined> {
+        // The common case, no read of this key in flight, costs one probe and no call.
+        let at = read.position();
+        let index = self.index.borrow();
+        let e = index.get(at)?;
+        if e.hash != read.hash || e.slot == EMPTY {
             return None;
         }
-        let slab = self.slab.borrow();
-        let flight = slab[id as usize].as_ref()?;
-        (flight.read == *read && flight.epoch == epochs.current(read.hash)).then_some(id)
+        drop(index);
+        self.join_found(epochs, read, sink, at)
     }
 
-    /// The reply of flight `id` will also go to `(sink, slot)`.
-    pub fn add_waiter(&self, id: u32, sink: Rc<ReplySink>, slot: u32) {
-        if let Some(f) = self.slab.borrow_mut()[id as usize].as_mut() {
-            if f.first.is_none() {
-                f.first = Some((sink, slot));
-            } else {
-                f.more.push((sink, slot));
+    #[inline(never)]
+    fn join_found(
+        self: &Rc<Self>,
+        epochs: &WriteEpochs,
+        read: &ReadKey,
+        sink: &Rc<ReplySink>,
+        at: usize,
+    ) -> Option<Joined> {
+        let (leader, leader_slot, fragment) = {
+            let index = self.index.borrow();
+            let e = &index[at];
+            let same = e.server == read.server
+                && e.cmd == read.cmd
+                && e.key == read.key
+                && e.epoch == epochs.current(read.hash);
+            if !same {
+                return None;
+            }
+            (e.sink.upgrade()?, e.slot, e.fragment)
+        };
+        // Allocated before touching the leader's slots: the leader may be this very sink.
+        let slot = sink.alloc();
+        let follower = Follower {
+            sink: sink.clone(),
+            slot,
+            part_of: fragment.then(|| read.key.into()),
+        };
+        match leader.follow(leader_slot, |mark| mark.add(self, at as u32, follower)) {
+            Some(first) => Some(Joined { slot, first }),
+            None => {
+                sink.release(slot);
+                None
             }
         }
     }
 
-    /// Starts a flight; `first` is its first waiter. None when the slab is full.
-    pub fn start(
-        &self,
+    /// Makes the read sent for `(sink, slot)` joinable until it is answered.
+    pub fn lead(
+        self: &Rc<Self>,
         epochs: &WriteEpochs,
-        read: ReadKey,
-        first: Option<(Rc<ReplySink>, u32)>,
-    ) -> Option<u32> {
-        let mut slab = self.slab.borrow_mut();
-        let slot = slot_of(read.hash);
-        let flight = Flight {
-            epoch: epochs.current(read.hash),
-            read,
-            first,
-            more: Vec::new(),
-        };
-        let id = match self.free.borrow_mut().pop() {
-            Some(id) => {
-                slab[id as usize] = Some(flight);
-                id
+        read: &ReadKey,
+        sink: &Rc<ReplySink>,
+        slot: u32,
+        fragment: bool,
+    ) {
+        let at = read.position();
+        {
+            let mut index = self.index.borrow_mut();
+            if index.is_empty() {
+                index.resize_with(INDEX_SLOTS, Entry::default);
             }
-            None if slab.len() < MAX_FLIGHTS => {
-                slab.push(Some(flight));
-                (slab.len() - 1) as u32
-            }
-            None => return None,
-        };
-        self.index.borrow_mut()[slot] = id;
-        Some(id)
+            let e = &mut index[at];
+            e.hash = read.hash;
+            e.epoch = epochs.current(read.hash);
+            e.server = read.server;
+            e.cmd = read.cmd;
+            e.fragment = fragment;
+            e.slot = slot;
+            e.sink = Rc::downgrade(sink);
+            e.key.clear();
+            e.key.extend_from_slice(read.key);
+        }
+        sink.lead(slot, self, at as u32);
     }
 
-    /// Where the backend sends the reply of flight `id`.
-    pub fn target(self: &Rc<Self>, id: u32) -> Target {
-        Target::Indexed(self.clone(), id)
-    }
-
-    /// Flights in progress (for tests and diagnostics).
+    /// Reads that can be joined right now (for tests and diagnostics).
     pub fn len(&self) -> usize {
-        self.slab.borrow().iter().filter(|f| f.is_some()).count()
+        self.index
+            .borrow()
+            .iter()
+            .filter(|e| e.slot != EMPTY)
+            .count()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    fn has_waiters(&self, id: u32) -> bool {
-        self.slab.borrow()[id as usize]
-            .as_ref()
-            .is_some_and(|f| f.first.is_some())
-    }
-
-    fn key(&self, id: u32) -> Option<Bytes> {
-        self.slab.borrow()[id as usize]
-            .as_ref()
-            .map(|f| f.read.key.clone())
-    }
-
-    /// Ends flight `id`: it leaves the index (unless a newer flight took its slot) and every
-    /// waiter gets the outcome.
-    fn finish(&self, id: u32, outcome: Outcome) {
-        let Some(flight) = self.slab.borrow_mut()[id as usize].take() else {
-            return;
-        };
-        self.free.borrow_mut().push(id);
-        {
-            let mut index = self.index.borrow_mut();
-            let slot = slot_of(flight.read.hash);
-            if index[slot] == id {
-                index[slot] = EMPTY;
+    /// The read of `(sink, slot)` was answered: its entry, unless a newer read took it over,
+    /// points at nothing any more.
+    fn answered(&self, at: u32, sink: &ReplySink, slot: u32) {
+        let mut index = self.index.borrow_mut();
+        if let Some(e) = index.get_mut(at as usize) {
+            if e.slot == slot && std::ptr::eq(e.sink.as_ptr(), sink) {
+                e.slot = EMPTY;
+                e.sink = Weak::new();
+                e.key.clear();
             }
         }
-        for (sink, slot) in flight.first.into_iter().chain(flight.more) {
-            sink.complete(slot, outcome.clone());
+    }
+}
+
+/// Kept in a leading read's reply slot: which index entries point at it and who joined.
+pub struct LeadMark {
+    table: Rc<Flights>,
+    at: u32,
+    /// Allocated only when a read joins, or a multi-get fragment leads several keys.
+    more: Option<Box<More>>,
+}
+
+#[derive(Default)]
+struct More {
+    /// Further index entries (the other keys of a multi-get fragment).
+    at: Vec<u32>,
+    followers: Vec<Follower>,
+}
+
+/// A read that joined: the slot its copy of the reply goes to.
+struct Follower {
+    sink: Rc<ReplySink>,
+    slot: u32,
+    /// When the leader is a multi-get fragment: the key whose part of the reply this read gets.
+    part_of: Option<Box<[u8]>>,
+}
+
+impl LeadMark {
+    pub(crate) fn new(table: &Rc<Flights>, at: u32) -> LeadMark {
+        LeadMark {
+            table: table.clone(),
+            at,
+            more: None,
         }
     }
-}
 
-impl DeliverIndexed for Flights {
-    fn deliver(&self, id: u32, outcome: Outcome) {
-        self.finish(id, outcome);
+    /// The same read also leads index entry `at` (another key of a fragment).
+    pub(crate) fn also_at(&mut self, at: u32) {
+        self.more.get_or_insert_default().at.push(at);
     }
-}
 
-/// A memcached multi-get fragment whose keys lead flights: the fragment's reply goes to the
-/// multi-get, and each flight with waiters gets its key's part (`VALUE ...` then `END`).
-pub struct FragmentLead {
-    pub slot: (Rc<ReplySink>, u32),
-    pub flights: Rc<Flights>,
-    pub ids: Vec<u32>,
-}
+    /// Adds a follower found through entry `at` of `table`; `Some(first follower)`, or None
+    /// when the entry no longer belongs to this read.
+    fn add(&mut self, table: &Rc<Flights>, at: u32, follower: Follower) -> Option<bool> {
+        let mine = Rc::ptr_eq(&self.table, table)
+            && (self.at == at || self.more.as_ref().is_some_and(|m| m.at.contains(&at)));
+        if !mine {
+            return None;
+        }
+        let more = self.more.get_or_insert_default();
+        more.followers.push(follower);
+        Some(more.followers.len() == 1)
+    }
 
-impl Deliver for FragmentLead {
-    fn deliver(&self, outcome: Outcome) {
-        for &id in &self.ids {
-            let part = match (&outcome, self.flights.key(id)) {
-                (Err(e), _) => Err(e.clone()),
-                (Ok(reply), Some(key)) if self.flights.has_waiters(id) => {
-                    Ok(single_key_reply(reply, &key))
-                }
-                (Ok(_), _) => Ok(Bytes::new()),
+    /// The leader's reply arrived in `(sink, slot)`: clears the index entries and gives every
+    /// follower its copy.
+    pub(crate) fn answered(self, sink: &ReplySink, slot: u32, outcome: &Outcome) {
+        self.table.answered(self.at, sink, slot);
+        let Some(more) = self.more else {
+            return;
+        };
+        for &at in &more.at {
+            self.table.answered(at, sink, slot);
+        }
+        for f in more.followers {
+            let copy = match (outcome, &f.part_of) {
+                (Ok(reply), Some(key)) => Ok(single_key_reply(reply, key)),
+                _ => outcome.clone(),
             };
-            self.flights.finish(id, part);
+            f.sink.complete(f.slot, copy);
         }
-        self.slot.0.complete(self.slot.1, outcome);
     }
 }
 
@@ -285,101 +365,128 @@ fn single_key_reply(reply: &Bytes, key: &[u8]) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::{BackendError, Target};
 
-    fn key(s: &str) -> Bytes {
-        Bytes::copy_from_slice(s.as_bytes())
+    fn read(server: usize, cmd: u8, key: &str) -> ReadKey<'_> {
+        ReadKey::new(server, cmd, key.as_bytes()).unwrap()
     }
 
-    fn read(server: usize, cmd: u8, k: &str) -> ReadKey {
-        ReadKey::new(server, cmd, key(k))
-    }
-
-    #[test]
-    fn flights_are_joined_then_removed_when_done() {
-        let flights = Rc::new(Flights::default());
-        let epochs = WriteEpochs::default();
-        let sink = Rc::new(ReplySink::default());
-        let (s1, s2) = (sink.alloc(), sink.alloc());
-        let f = flights
-            .start(&epochs, read(0, cmd::GET, "k"), Some((sink.clone(), s1)))
-            .unwrap();
-        // Another server, another command or another key is another flight.
-        assert!(flights.find(&epochs, &read(1, cmd::GET, "k")).is_none());
-        assert!(flights.find(&epochs, &read(0, cmd::GETS, "k")).is_none());
-        assert!(flights.find(&epochs, &read(0, cmd::GET, "j")).is_none());
-        let joined = flights.find(&epochs, &read(0, cmd::GET, "k")).unwrap();
-        flights.add_waiter(joined, sink.clone(), s2);
-        flights
-            .target(f)
-            .deliver(Ok(Bytes::from_static(b"END\r\n")));
-        assert_eq!(flights.len(), 0, "no entry outlives its flight");
-        assert_eq!(sink.take(s1).unwrap(), &b"END\r\n"[..]);
-        assert_eq!(sink.take(s2).unwrap(), &b"END\r\n"[..]);
-        // The slot is reused: no allocation per flight in the steady state.
-        let again = flights
-            .start(&epochs, read(0, cmd::GET, "k"), None)
-            .unwrap();
-        assert_eq!(again, f);
+    /// A session's sink and one slot sent to the backend as a coalescable read.
+    fn lead(flights: &Rc<Flights>, epochs: &WriteEpochs, r: &ReadKey, sink: &Rc<ReplySink>) -> u32 {
+        let slot = sink.alloc();
+        flights.lead(epochs, r, sink, slot, false);
+        slot
     }
 
     #[test]
-    fn a_write_since_the_flight_started_prevents_joining() {
+    fn reads_join_then_the_entry_is_cleared_when_answered() {
         let flights = Rc::new(Flights::default());
         let epochs = WriteEpochs::default();
-        let old = flights
-            .start(&epochs, read(0, cmd::GET, "k"), None)
-            .unwrap();
-        assert!(flights.find(&epochs, &read(0, cmd::GET, "k")).is_some());
-        epochs.wrote(0, b"k");
-        assert!(flights.find(&epochs, &read(0, cmd::GET, "k")).is_none());
-        // A new flight replaces the stale entry; the old one finishing does not remove it.
-        let new = flights
-            .start(&epochs, read(0, cmd::GET, "k"), None)
-            .unwrap();
-        flights.target(old).deliver(Ok(Bytes::new()));
-        assert!(flights.find(&epochs, &read(0, cmd::GET, "k")).is_some());
-        flights.target(new).deliver(Ok(Bytes::new()));
-        assert!(flights.is_empty());
-    }
-
-    #[test]
-    fn the_table_is_bounded() {
-        let flights = Rc::new(Flights::default());
-        let epochs = WriteEpochs::default();
-        for i in 0..MAX_FLIGHTS {
-            flights
-                .start(&epochs, read(0, cmd::GET, &i.to_string()), None)
-                .unwrap();
+        let (a, b) = (Rc::new(ReplySink::default()), Rc::new(ReplySink::default()));
+        let leader = lead(&flights, &epochs, &read(0, cmd::GET, "k"), &a);
+        // Another server, another command or another key is another read.
+        for other in [
+            read(1, cmd::GET, "k"),
+            read(0, cmd::GETS, "k"),
+            read(0, cmd::GET, "j"),
+        ] {
+            assert!(flights.join(&epochs, &other, &b).is_none());
         }
-        assert!(flights
-            .start(&epochs, read(0, cmd::GET, "one more"), None)
-            .is_none());
+        let first = flights.join(&epochs, &read(0, cmd::GET, "k"), &b).unwrap();
+        assert!(first.first, "the first follower makes a flight");
+        // The leader's own session may pipeline the same read.
+        let second = flights.join(&epochs, &read(0, cmd::GET, "k"), &a).unwrap();
+        assert!(!second.first);
+        assert!(!b.is_done(first.slot));
+        a.complete(leader, Ok(Bytes::from_static(b"END\r\n")));
+        assert_eq!(flights.len(), 0, "no entry outlives its read");
+        for (sink, slot) in [(&a, leader), (&b, first.slot), (&a, second.slot)] {
+            assert_eq!(sink.take(slot).unwrap(), &b"END\r\n"[..]);
+        }
+        assert!(flights.join(&epochs, &read(0, cmd::GET, "k"), &b).is_none());
     }
 
     #[test]
-    fn a_fragment_lead_gives_each_flight_its_own_key() {
+    fn a_write_since_the_read_was_sent_prevents_joining() {
         let flights = Rc::new(Flights::default());
         let epochs = WriteEpochs::default();
         let sink = Rc::new(ReplySink::default());
-        let (frag, wa, wc) = (sink.alloc(), sink.alloc(), sink.alloc());
-        let fa = flights
-            .start(&epochs, read(0, cmd::GET, "a"), None)
+        let old = lead(&flights, &epochs, &read(0, cmd::GET, "k"), &sink);
+        epochs.wrote(0, b"k");
+        assert!(flights
+            .join(&epochs, &read(0, cmd::GET, "k"), &sink)
+            .is_none());
+        // A newer read takes the entry over; the older one's answer leaves it alone.
+        let new = lead(&flights, &epochs, &read(0, cmd::GET, "k"), &sink);
+        sink.complete(old, Ok(Bytes::new()));
+        let joined = flights
+            .join(&epochs, &read(0, cmd::GET, "k"), &sink)
             .unwrap();
-        let fc = flights
-            .start(&epochs, read(0, cmd::GET, "c"), None)
-            .unwrap();
-        flights.add_waiter(fa, sink.clone(), wa);
-        flights.add_waiter(fc, sink.clone(), wc);
-        let lead = FragmentLead {
-            slot: (sink.clone(), frag),
-            flights: flights.clone(),
-            ids: vec![fa, fc],
-        };
-        let reply = Bytes::from_static(b"VALUE a 0 1\r\n1\r\nVALUE b 0 1\r\n2\r\nEND\r\n");
-        lead.deliver(Ok(reply.clone()));
-        assert_eq!(sink.take(frag).unwrap(), reply);
-        assert_eq!(sink.take(wa).unwrap(), &b"VALUE a 0 1\r\n1\r\nEND\r\n"[..]);
-        assert_eq!(sink.take(wc).unwrap(), &b"END\r\n"[..]);
+        sink.complete(new, Ok(Bytes::from_static(b"new")));
+        assert_eq!(sink.take(joined.slot).unwrap(), &b"new"[..]);
         assert!(flights.is_empty());
+    }
+
+    #[test]
+    fn errors_and_a_departed_leader_still_reach_followers() {
+        let flights = Rc::new(Flights::default());
+        let epochs = WriteEpochs::default();
+        let leader = Rc::new(ReplySink::default());
+        let follower = Rc::new(ReplySink::default());
+        let slot = lead(&flights, &epochs, &read(0, cmd::REDIS_GET, "k"), &leader);
+        let target = Target::Slot(leader.clone(), slot);
+        let joined = flights
+            .join(&epochs, &read(0, cmd::REDIS_GET, "k"), &follower)
+            .unwrap();
+        // The leader's session goes away; the backend request does not.
+        drop(leader);
+        target.deliver(Err(BackendError::Timeout));
+        assert!(matches!(
+            follower.take(joined.slot),
+            Err(BackendError::Timeout)
+        ));
+        assert!(flights.is_empty());
+    }
+
+    #[test]
+    fn the_index_is_bounded() {
+        let flights = Rc::new(Flights::default());
+        let epochs = WriteEpochs::default();
+        let sink = Rc::new(ReplySink::default());
+        let keys: Vec<String> = (0..3 * INDEX_SLOTS).map(|i| i.to_string()).collect();
+        for k in &keys {
+            lead(&flights, &epochs, &read(0, cmd::GET, k), &sink);
+        }
+        assert!(flights.len() <= INDEX_SLOTS);
+        assert_eq!(flights.index.borrow().len(), INDEX_SLOTS);
+        let long = "k".repeat(MAX_KEY + 1);
+        assert!(ReadKey::new(0, cmd::GET, long.as_bytes()).is_none());
+    }
+
+    #[test]
+    fn a_fragment_lead_gives_each_follower_its_own_key() {
+        let flights = Rc::new(Flights::default());
+        let epochs = WriteEpochs::default();
+        let sink = Rc::new(ReplySink::default());
+        let frag = sink.alloc();
+        for k in ["a", "b", "c"] {
+            flights.lead(&epochs, &read(0, cmd::GET, k), &sink, frag, true);
+        }
+        let wa = flights
+            .join(&epochs, &read(0, cmd::GET, "a"), &sink)
+            .unwrap();
+        let wc = flights
+            .join(&epochs, &read(0, cmd::GET, "c"), &sink)
+            .unwrap();
+        assert!(wa.first && !wc.first, "one flight: the fragment's read");
+        let reply = Bytes::from_static(b"VALUE a 0 1\r\n1\r\nVALUE b 0 1\r\n2\r\nEND\r\n");
+        sink.complete(frag, Ok(reply.clone()));
+        assert_eq!(sink.take(frag).unwrap(), reply);
+        assert_eq!(
+            sink.take(wa.slot).unwrap(),
+            &b"VALUE a 0 1\r\n1\r\nEND\r\n"[..]
+        );
+        assert_eq!(sink.take(wc.slot).unwrap(), &b"END\r\n"[..]);
+        assert!(flights.is_empty(), "every key's entry is cleared");
     }
 }

@@ -175,7 +175,7 @@ const POOL_COUNTERS: &[(&str, &str)] = &[
     ),
     (
         "coalesce_flights_total",
-        "Backend reads that identical reads could join",
+        "Backend reads that identical reads joined",
     ),
 ];
 
@@ -363,6 +363,15 @@ impl PoolStats {
             errors: kind::NAMES.map(|k| Counter(m.errors.with_label_values(&[pool, k]))),
             classes,
         }
+    }
+
+    /// A read joined an identical read in flight; `first` when it is the first to join that
+    /// read (one more backend read serving several clients).
+    pub fn joined(&self, first: bool) {
+        if first {
+            self.flights.inc();
+        }
+        self.coalesced.inc();
     }
 
     /// Requests of the named class (0 for an unknown name).

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 pub use conn::{BackendConn, ConnSettings};
 pub use health::{EjectPolicy, Health, HealthCtx};
-pub use sink::{Deliver, DeliverIndexed, Outcome, ReplySink, Target};
+pub use sink::{Outcome, ReplySink, Target};
 
 use crate::config::ServerAddr;
 use crate::protocol::{memcache, resp};

@@ -4,10 +4,13 @@
 //! and wakes the session, which emits replies strictly in request order. Slots are reused, so
 //! the steady state allocates nothing per request, and the sink is reference-counted, so a
 //! client that disconnects with requests in flight strands nobody: the backend still completes
-//! each slot and the sink is freed with the last one.
+//! each slot and the sink is freed with the last one. A slot whose read others joined
+//! (coalescing) hands them their copies when it completes.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
+use crate::coalesce::{Flights, LeadMark};
 use crate::wait::LocalNotify;
 use bytes::Bytes;
 
@@ -17,8 +20,11 @@ use super::BackendError;
 pub type Outcome = Result<Bytes, BackendError>;
 
 enum Slot {
-    Free { next: u32 },
-    Waiting,
+    Free {
+        next: u32,
+    },
+    /// In flight; `Some` when other reads can join it.
+    Waiting(Option<LeadMark>),
     Done(Outcome),
 }
 
@@ -56,21 +62,63 @@ impl ReplySink {
             if let Slot::Free { next } = s.slots[id as usize] {
                 s.free = next;
             }
-            s.slots[id as usize] = Slot::Waiting;
+            s.slots[id as usize] = Slot::Waiting(None);
             id
         } else {
-            s.slots.push(Slot::Waiting);
+            s.slots.push(Slot::Waiting(None));
             (s.slots.len() - 1) as u32
         }
     }
 
-    /// Called by the backend side: stores the outcome and wakes the session.
+    /// Frees a slot that was allocated but never sent.
+    pub fn release(&self, id: u32) {
+        let mut s = self.slots.borrow_mut();
+        let free = s.free;
+        if let Some(slot @ Slot::Waiting(None)) = s.slots.get_mut(id as usize) {
+            *slot = Slot::Free { next: free };
+            s.free = id;
+        }
+    }
+
+    /// Called by the backend side: stores the outcome, hands copies to the reads that joined
+    /// this one, and wakes the session.
     pub fn complete(&self, id: u32, outcome: Outcome) {
         let mut s = self.slots.borrow_mut();
-        if let Some(slot @ Slot::Waiting) = s.slots.get_mut(id as usize) {
-            *slot = Slot::Done(outcome);
+        let lead = match s.slots.get_mut(id as usize) {
+            Some(Slot::Waiting(lead)) => lead.take(),
+            _ => return,
+        };
+        if let Some(mark) = lead {
+            // Followers may be slots of this very sink: no borrow while they complete.
             drop(s);
-            self.notify.notify();
+            mark.answered(self, id, &outcome);
+            s = self.slots.borrow_mut();
+        }
+        s.slots[id as usize] = Slot::Done(outcome);
+        drop(s);
+        self.notify.notify();
+    }
+
+    /// Makes waiting slot `id` a read that others can join through entry `at` of `table`.
+    #[inline]
+    pub(crate) fn lead(&self, id: u32, table: &Rc<Flights>, at: u32) {
+        if let Some(Slot::Waiting(lead)) = self.slots.borrow_mut().slots.get_mut(id as usize) {
+            match lead {
+                Some(mark) => mark.also_at(at),
+                None => *lead = Some(LeadMark::new(table, at)),
+            }
+        }
+    }
+
+    /// Applies `join` to the lead mark of waiting slot `id`; None when the slot leads nothing.
+    pub(crate) fn follow(
+        &self,
+        id: u32,
+        join: impl FnOnce(&mut LeadMark) -> Option<bool>,
+    ) -> Option<bool> {
+        match self.slots.borrow_mut().slots.get_mut(id as usize) {
+            Some(Slot::Waiting(Some(mark))) => join(mark),
+            _ => None,
         }
     }
 
@@ -102,23 +150,9 @@ impl ReplySink {
     }
 }
 
-/// Something other than a single session slot that takes a reply: a coalesced read's flight,
-/// which hands it to every waiter.
-pub trait Deliver {
-    fn deliver(&self, outcome: Outcome);
-}
-
-/// A table of reply receivers addressed by index (coalesced reads): delivering to one of them
-/// needs no allocation per request, unlike an `Rc<dyn Deliver>` of its own.
-pub trait DeliverIndexed {
-    fn deliver(&self, id: u32, outcome: Outcome);
-}
-
 /// Where a backend sends one reply.
 pub enum Target {
-    Slot(std::rc::Rc<ReplySink>, u32),
-    Shared(std::rc::Rc<dyn Deliver>),
-    Indexed(std::rc::Rc<dyn DeliverIndexed>, u32),
+    Slot(Rc<ReplySink>, u32),
     /// Nobody waits (noreply, or the request already timed out): the reply is read and dropped,
     /// which keeps the shared connection's replies matched to their requests.
     Discard,
@@ -128,8 +162,6 @@ impl Target {
     pub fn deliver(self, outcome: Outcome) {
         match self {
             Target::Slot(sink, id) => sink.complete(id, outcome),
-            Target::Shared(d) => d.deliver(outcome),
-            Target::Indexed(d, id) => d.deliver(id, outcome),
             Target::Discard => {}
         }
     }

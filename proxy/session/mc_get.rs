@@ -3,13 +3,12 @@
 //! merging the replies back in request order.
 
 use std::ops::Range;
-use std::rc::Rc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::memcache::{Entry, McSession, VALUES_FRAMING};
 use crate::backend::{BackendError, Outcome, ReplySink, Target};
-use crate::coalesce::{cmd, FragmentLead, ReadKey};
+use crate::coalesce::{cmd, ReadKey};
 use crate::protocol::memcache::{self as mc, Command, Request};
 
 /// Where one key of a multi-get gets its answer.
@@ -58,7 +57,7 @@ impl McSession {
         }));
         let first = servers[0];
         if req.keys.len() == 1 && coalesce && first != u32::MAX {
-            self.single_coalesced(first as usize, kind, frame.slice(req.keys[0].clone()), req);
+            self.single_coalesced(first as usize, kind, &frame[req.keys[0].clone()], req);
         } else if servers.iter().all(|&s| s == first) && !coalesce {
             // One server holds every key: forward as is and pass the reply through untouched.
             let server = (first != u32::MAX).then_some(first as usize);
@@ -74,39 +73,37 @@ impl McSession {
     }
 
     /// A single-key get: join the read in flight, or lead a new one.
-    fn single_coalesced(&mut self, server: usize, kind: u8, key: Bytes, req: &Request) {
+    fn single_coalesced(&mut self, server: usize, kind: u8, key: &[u8], req: &Request) {
         let pool = self.pool.clone();
         let stats = &pool.table.stats;
-        let slot = self.sink.alloc();
-        let read = ReadKey::new(server, kind, key.clone());
-        if let Some(flight) = pool.flights.find(&pool.table.write_epochs, &read) {
-            pool.flights.add_waiter(flight, self.sink.clone(), slot);
-            stats.coalesced.inc();
-            self.push(Entry::Single { slot, keys: 1 });
+        let epochs = &pool.table.write_epochs;
+        let read = ReadKey::new(server, kind, key);
+        if let Some(joined) = read
+            .as_ref()
+            .and_then(|r| pool.flights.join(epochs, r, &self.sink))
+        {
+            stats.joined(joined.first);
+            self.push(Entry::Single {
+                slot: joined.slot,
+                keys: 1,
+            });
             return;
         }
-        let target = match pool.flights.start(
-            &pool.table.write_epochs,
-            read,
-            Some((self.sink.clone(), slot)),
-        ) {
-            Some(flight) => {
-                stats.flights.inc();
-                pool.flights.target(flight)
-            }
-            None => Target::Slot(self.sink.clone(), slot),
-        };
-        pool.servers[server]
-            .conn()
-            .send(VALUES_FRAMING, target, |dst| {
-                mc::encode_retrieval(req.cmd, req.exptime, std::iter::once(&key[..]), dst)
-            });
+        let slot = self.sink.alloc();
+        if let Some(read) = read {
+            pool.flights.lead(epochs, &read, &self.sink, slot, false);
+        }
+        pool.servers[server].conn().send(
+            VALUES_FRAMING,
+            Target::Slot(self.sink.clone(), slot),
+            |dst| mc::encode_retrieval(req.cmd, req.exptime, std::iter::once(key), dst),
+        );
         self.push(Entry::Single { slot, keys: 1 });
     }
 
     /// One backend request per server, keys kept in request order within each. With
-    /// coalescing (`kind`), keys already in flight join their flight instead, and the keys
-    /// fetched lead flights of their own.
+    /// coalescing (`kind`), keys already in flight join those reads instead, and the keys
+    /// fetched can be joined in turn (each gets its part of the fragment's reply).
     fn split(&mut self, req: &Request, frame: Bytes, servers: &[u32], kind: Option<u8>) {
         let pool = self.pool.clone();
         let epochs = &pool.table.write_epochs;
@@ -114,12 +111,10 @@ impl McSession {
         let mut keys = Vec::with_capacity(req.keys.len());
         for (k, &s) in req.keys.iter().zip(servers) {
             if let (Some(kind), true) = (kind, s != u32::MAX) {
-                let read = ReadKey::new(s as usize, kind, frame.slice(k.clone()));
-                if let Some(flight) = pool.flights.find(epochs, &read) {
-                    let slot = self.sink.alloc();
-                    pool.flights.add_waiter(flight, self.sink.clone(), slot);
-                    pool.table.stats.coalesced.inc();
-                    keys.push((k.clone(), Source::Joined(slot)));
+                let read = ReadKey::new(s as usize, kind, &frame[k.clone()]);
+                if let Some(joined) = read.and_then(|r| pool.flights.join(epochs, &r, &self.sink)) {
+                    pool.table.stats.joined(joined.first);
+                    keys.push((k.clone(), Source::Joined(joined.slot)));
                     continue;
                 }
             }
@@ -146,28 +141,14 @@ impl McSession {
                     .complete(slot, Err(BackendError::Io("no server available".into())));
                 continue;
             }
-            let mut flights = Vec::new();
             if let Some(kind) = kind {
                 for k in mine() {
-                    let key = frame.slice(k);
-                    if let Some(f) =
-                        pool.flights
-                            .start(epochs, ReadKey::new(server as usize, kind, key), None)
-                    {
-                        pool.table.stats.flights.inc();
-                        flights.push(f);
+                    if let Some(read) = ReadKey::new(server as usize, kind, &frame[k]) {
+                        pool.flights.lead(epochs, &read, &self.sink, slot, true);
                     }
                 }
             }
-            let target = if flights.is_empty() {
-                Target::Slot(self.sink.clone(), slot)
-            } else {
-                Target::Shared(Rc::new(FragmentLead {
-                    slot: (self.sink.clone(), slot),
-                    flights: pool.flights.clone(),
-                    ids: flights,
-                }))
-            };
+            let target = Target::Slot(self.sink.clone(), slot);
             pool.servers[server as usize]
                 .conn()
                 .send(VALUES_FRAMING, target, |dst| {

@@ -215,26 +215,26 @@ impl RedisSession {
             0 => frame,
             pct => crate::ttl::jitter_redis(spec.name, argv, pct).unwrap_or(frame),
         };
-        let slot = self.sink.alloc();
-        let mut target = Target::Slot(self.sink.clone(), slot);
-        if get && cfg.coalesce {
-            let key = frame.slice_ref(argv[1]);
-            let epochs = &pool.table.write_epochs;
-            let read = ReadKey::new(server, cmd::REDIS_GET, key);
-            if let Some(flight) = pool.flights.find(epochs, &read) {
-                pool.flights.add_waiter(flight, self.sink.clone(), slot);
-                pool.table.stats.coalesced.inc();
-                self.push(Entry::Single { slot, get });
-                return;
-            }
-            if let Some(flight) = pool
-                .flights
-                .start(epochs, read, Some((self.sink.clone(), slot)))
-            {
-                pool.table.stats.flights.inc();
-                target = pool.flights.target(flight);
-            }
+        let read = (get && cfg.coalesce)
+            .then(|| ReadKey::new(server, cmd::REDIS_GET, argv[1]))
+            .flatten();
+        if let Some(joined) = read
+            .as_ref()
+            .and_then(|r| pool.flights.join(&pool.table.write_epochs, r, &self.sink))
+        {
+            pool.table.stats.joined(joined.first);
+            self.push(Entry::Single {
+                slot: joined.slot,
+                get,
+            });
+            return;
         }
+        let slot = self.sink.alloc();
+        if let Some(read) = read {
+            let epochs = &pool.table.write_epochs;
+            pool.flights.lead(epochs, &read, &self.sink, slot, false);
+        }
+        let target = Target::Slot(self.sink.clone(), slot);
         pool.servers[server]
             .conn()
             .send(Framing::Resp, target, |dst| dst.put_slice(&frame));
