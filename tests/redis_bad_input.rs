@@ -55,6 +55,23 @@ fn broken_framing_gets_redis_errors_and_a_close() {
             b"*1\r\n$-5\r\n",
             b"-ERR Protocol error: invalid bulk length\r\n",
         ),
+        // Redis reads lengths strictly: no sign, no leading zero (measured on 7.0).
+        (
+            b"*+1\r\n$4\r\nPING\r\n",
+            b"-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+        (
+            b"*01\r\n$4\r\nPING\r\n",
+            b"-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+        (
+            b"*1\r\n$+4\r\nPING\r\n",
+            b"-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"*1\r\n$04\r\nPING\r\n",
+            b"-ERR Protocol error: invalid bulk length\r\n",
+        ),
         (
             b"*1\r\n$abc\r\n",
             b"-ERR Protocol error: invalid bulk length\r\n",

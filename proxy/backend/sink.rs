@@ -10,7 +10,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use crate::coalesce::{Flights, LeadMark};
+use crate::coalesce::{Flights, Lead, LeadMark};
 use crate::wait::LocalNotify;
 use bytes::Bytes;
 
@@ -91,7 +91,7 @@ impl ReplySink {
         if let Some(mark) = lead {
             // Followers may be slots of this very sink: no borrow while they complete.
             drop(s);
-            mark.answered(self, id, &outcome);
+            mark.answered(&outcome);
             s = self.slots.borrow_mut();
         }
         s.slots[id as usize] = Slot::Done(outcome);
@@ -99,13 +99,13 @@ impl ReplySink {
         self.notify.notify();
     }
 
-    /// Makes waiting slot `id` a read that others can join through entry `at` of `table`.
+    /// Makes waiting slot `id` a read that others can join through an entry of `table`.
     #[inline]
-    pub(crate) fn lead(&self, id: u32, table: &Rc<Flights>, at: u32) {
-        if let Some(Slot::Waiting(lead)) = self.slots.borrow_mut().slots.get_mut(id as usize) {
-            match lead {
-                Some(mark) => mark.also_at(at),
-                None => *lead = Some(LeadMark::new(table, at)),
+    pub(crate) fn lead(&self, id: u32, table: &Rc<Flights>, lead: Lead) {
+        if let Some(Slot::Waiting(mark)) = self.slots.borrow_mut().slots.get_mut(id as usize) {
+            match mark {
+                Some(mark) => mark.also(lead),
+                None => *mark = Some(LeadMark::new(table, lead)),
             }
         }
     }

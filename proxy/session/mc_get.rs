@@ -77,11 +77,8 @@ impl McSession {
         let pool = self.pool.clone();
         let stats = &pool.table.stats;
         let epochs = &pool.table.write_epochs;
-        let read = ReadKey::new(server, kind, key);
-        if let Some(joined) = read
-            .as_ref()
-            .and_then(|r| pool.flights.join(epochs, r, &self.sink))
-        {
+        let read = ReadKey::new(epochs, server, kind, key);
+        if let Some(joined) = read.as_ref().and_then(|r| pool.flights.join(r, &self.sink)) {
             stats.joined(joined.first);
             self.push(Entry::Single {
                 slot: joined.slot,
@@ -91,7 +88,7 @@ impl McSession {
         }
         let slot = self.sink.alloc();
         if let Some(read) = read {
-            pool.flights.lead(epochs, &read, &self.sink, slot, false);
+            pool.flights.lead(&read, &self.sink, slot, false);
         }
         pool.servers[server].conn().send(
             VALUES_FRAMING,
@@ -111,8 +108,8 @@ impl McSession {
         let mut keys = Vec::with_capacity(req.keys.len());
         for (k, &s) in req.keys.iter().zip(servers) {
             if let (Some(kind), true) = (kind, s != u32::MAX) {
-                let read = ReadKey::new(s as usize, kind, &frame[k.clone()]);
-                if let Some(joined) = read.and_then(|r| pool.flights.join(epochs, &r, &self.sink)) {
+                let read = ReadKey::new(epochs, s as usize, kind, &frame[k.clone()]);
+                if let Some(joined) = read.and_then(|r| pool.flights.join(&r, &self.sink)) {
                     pool.table.stats.joined(joined.first);
                     keys.push((k.clone(), Source::Joined(joined.slot)));
                     continue;
@@ -143,8 +140,8 @@ impl McSession {
             }
             if let Some(kind) = kind {
                 for k in mine() {
-                    if let Some(read) = ReadKey::new(server as usize, kind, &frame[k]) {
-                        pool.flights.lead(epochs, &read, &self.sink, slot, true);
+                    if let Some(read) = ReadKey::new(epochs, server as usize, kind, &frame[k]) {
+                        pool.flights.lead(&read, &self.sink, slot, true);
                     }
                 }
             }

@@ -216,12 +216,9 @@ impl RedisSession {
             pct => crate::ttl::jitter_redis(spec.name, argv, pct).unwrap_or(frame),
         };
         let read = (get && cfg.coalesce)
-            .then(|| ReadKey::new(server, cmd::REDIS_GET, argv[1]))
+            .then(|| ReadKey::new(&pool.table.write_epochs, server, cmd::REDIS_GET, argv[1]))
             .flatten();
-        if let Some(joined) = read
-            .as_ref()
-            .and_then(|r| pool.flights.join(&pool.table.write_epochs, r, &self.sink))
-        {
+        if let Some(joined) = read.as_ref().and_then(|r| pool.flights.join(r, &self.sink)) {
             pool.table.stats.joined(joined.first);
             self.push(Entry::Single {
                 slot: joined.slot,
@@ -231,8 +228,7 @@ impl RedisSession {
         }
         let slot = self.sink.alloc();
         if let Some(read) = read {
-            let epochs = &pool.table.write_epochs;
-            pool.flights.lead(epochs, &read, &self.sink, slot, false);
+            pool.flights.lead(&read, &self.sink, slot, false);
         }
         let target = Target::Slot(self.sink.clone(), slot);
         pool.servers[server]

@@ -7,6 +7,7 @@
 //! ZUNIONSTORE whose keys move with their arguments, is routed by its real keys.
 
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use super::command_table::COMMANDS;
 
@@ -128,8 +129,10 @@ impl CommandSpec {
 
     /// Whether the command has subcommands (its second argument picks the real command).
     pub fn is_container(&self) -> bool {
-        let after = COMMANDS.partition_point(|c| c.name <= self.name);
-        COMMANDS.get(after).is_some_and(|next| {
+        let Some(at) = position(self.name.as_bytes()) else {
+            return false;
+        };
+        COMMANDS.get(at + 1).is_some_and(|next| {
             next.name.starts_with(self.name)
                 && next.name.as_bytes().get(self.name.len()) == Some(&b'|')
         })
@@ -140,10 +143,29 @@ impl CommandSpec {
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
     let mut buf = [0u8; 48];
     let lower = lowercase(name, &mut buf)?;
-    COMMANDS
-        .binary_search_by(|c| c.name.as_bytes().cmp(lower))
-        .ok()
-        .map(|i| &COMMANDS[i])
+    position(lower).map(|i| &COMMANDS[i])
+}
+
+/// The first 8 bytes of a name as a big-endian integer, zero-padded: integers order like the
+/// names (which hold no NUL), so the search compares integers instead of calling `memcmp`.
+fn prefix(name: &[u8]) -> u64 {
+    let mut p = [0u8; 8];
+    let n = name.len().min(8);
+    p[..n].copy_from_slice(&name[..n]);
+    u64::from_be_bytes(p)
+}
+
+/// The position of a lower-case name in [`COMMANDS`]: a binary search over the names' prefixes,
+/// then a scan of the few names sharing this one's (`cluster|...`).
+fn position(name: &[u8]) -> Option<usize> {
+    static PREFIXES: OnceLock<Box<[u64]>> = OnceLock::new();
+    let prefixes =
+        PREFIXES.get_or_init(|| COMMANDS.iter().map(|c| prefix(c.name.as_bytes())).collect());
+    let p = prefix(name);
+    let first = prefixes.partition_point(|&x| x < p);
+    (first..prefixes.len())
+        .take_while(|&i| prefixes[i] == p)
+        .find(|&i| COMMANDS[i].name.as_bytes() == name)
 }
 
 /// Looks up `container|sub`, e.g. `object|encoding`.
@@ -155,11 +177,7 @@ pub fn lookup_sub(container: &CommandSpec, sub: &[u8]) -> Option<&'static Comman
     full[..n].copy_from_slice(container.name.as_bytes());
     full[n] = b'|';
     full[n + 1..n + 1 + lower.len()].copy_from_slice(lower);
-    let full = &full[..n + 1 + lower.len()];
-    COMMANDS
-        .binary_search_by(|c| c.name.as_bytes().cmp(full))
-        .ok()
-        .map(|i| &COMMANDS[i])
+    position(&full[..n + 1 + lower.len()]).map(|i| &COMMANDS[i])
 }
 
 fn lowercase<'a>(name: &[u8], buf: &'a mut [u8; 48]) -> Option<&'a [u8]> {

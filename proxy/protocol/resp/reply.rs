@@ -5,6 +5,7 @@
 //! is detected instead of waited on. Replies are passed to clients byte for byte; the proxy
 //! only looks inside them to merge split commands (MGET elements, summed integers).
 
+use super::decimal;
 use memchr::memchr;
 
 /// The backend sent something that is not RESP2: its stream can't be trusted.
@@ -35,10 +36,10 @@ pub fn frame_reply(buf: &[u8], max_bulk: usize) -> Result<Option<usize>, BadRepl
         match kind {
             b'+' | b'-' => {}
             b':' => {
-                parse_int(text).ok_or(BadReply("bad integer reply"))?;
+                decimal(text).ok_or(BadReply("bad integer reply"))?;
             }
             b'$' => {
-                let n = parse_int(text).ok_or(BadReply("bad bulk length"))?;
+                let n = decimal(text).ok_or(BadReply("bad bulk length"))?;
                 if n >= 0 {
                     let n = n as usize;
                     if n > max_bulk {
@@ -56,7 +57,7 @@ pub fn frame_reply(buf: &[u8], max_bulk: usize) -> Result<Option<usize>, BadRepl
                 }
             }
             b'*' => {
-                let n = parse_int(text).ok_or(BadReply("bad array length"))?;
+                let n = decimal(text).ok_or(BadReply("bad array length"))?;
                 if n > 0 {
                     if pending.len() == MAX_DEPTH {
                         return Err(BadReply("reply nested too deeply"));
@@ -96,16 +97,12 @@ fn line_end(buf: &[u8], pos: usize) -> Result<Option<usize>, BadReply> {
     }
 }
 
-fn parse_int(text: &[u8]) -> Option<i64> {
-    std::str::from_utf8(text).ok()?.parse().ok()
-}
-
 /// The integer of a `:N` reply.
 pub fn integer(reply: &[u8]) -> Option<i64> {
     reply
         .strip_prefix(b":")
         .and_then(|r| r.strip_suffix(b"\r\n"))
-        .and_then(parse_int)
+        .and_then(decimal)
 }
 
 /// Whether a reply is an error (`-...`).
@@ -125,7 +122,7 @@ pub fn array_elements(reply: &[u8]) -> Option<Vec<&[u8]>> {
         return None;
     }
     let end = memchr(b'\n', reply)? + 1;
-    let n = parse_int(&reply[1..end - 2])?;
+    let n = decimal(&reply[1..end - 2])?;
     let mut out = Vec::with_capacity(n.max(0) as usize);
     let mut pos = end;
     for _ in 0..n.max(0) {

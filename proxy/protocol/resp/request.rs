@@ -190,10 +190,7 @@ fn number_line(
     let Some(digits) = window[..nl].strip_suffix(b"\r") else {
         return Some((Err(invalid), end));
     };
-    let value = std::str::from_utf8(digits)
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok());
-    Some((value.ok_or(invalid), end))
+    Some((super::decimal(digits).ok_or(invalid), end))
 }
 
 const BAD_MULTIBULK: ProtocolError = ProtocolError("Protocol error: invalid multibulk length");

@@ -168,6 +168,55 @@ fn command_table_lookup_and_arity() {
     );
     assert!(!get.is_container());
     assert!(lookup(b"blpop").unwrap().has_flag(flag::BLOCKING));
+    // Names sharing their first 8 bytes, and names that prefix others.
+    let by_score = lookup(b"ZRANGEBYSCORE").unwrap();
+    assert_eq!(by_score.name, "zrangebyscore");
+    assert_eq!(lookup(b"zrangebylex").unwrap().name, "zrangebylex");
+    assert!(lookup(b"zrangeby").is_none());
+    assert_eq!(lookup(b"getex").unwrap().name, "getex");
+    assert_eq!(
+        lookup_sub(lookup(b"cluster").unwrap(), b"countkeysinslot")
+            .unwrap()
+            .name,
+        "cluster|countkeysinslot"
+    );
+    assert!(lookup(b"cluster").unwrap().is_container());
+    assert!(!by_score.is_container());
+}
+
+#[test]
+fn every_table_entry_is_found() {
+    for spec in command_table::COMMANDS {
+        let found = lookup(spec.name.to_ascii_uppercase().as_bytes()).unwrap();
+        assert!(std::ptr::eq(found, spec), "{}", spec.name);
+        let container = spec.name.split_once('|').map(|(c, _)| c);
+        if let Some(c) = container {
+            assert!(lookup(c.as_bytes()).unwrap().is_container(), "{c}");
+        }
+    }
+}
+
+#[test]
+fn decimals_are_read_as_redis_reads_them() {
+    for (text, value) in [
+        ("0", Some(0)),
+        ("7", Some(7)),
+        ("-1", Some(-1)),
+        ("9223372036854775807", Some(i64::MAX)),
+        ("-9223372036854775808", Some(i64::MIN)),
+        ("9223372036854775808", None),
+        ("-9223372036854775809", None),
+        ("", None),
+        ("-", None),
+        ("+5", None),
+        ("05", None),
+        ("-0", None),
+        (" 5", None),
+        ("5 ", None),
+        ("1x", None),
+    ] {
+        assert_eq!(decimal(text.as_bytes()), value, "{text:?}");
+    }
 }
 
 fn keys_of(cmd: &[&str]) -> Result<Vec<String>, commands::KeyError> {
