@@ -6,6 +6,7 @@
 //! (`getKeysUsingKeySpecs`), so that every key-bearing command, including EVAL, XREAD or
 //! ZUNIONSTORE whose keys move with their arguments, is routed by its real keys.
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::OnceLock;
 
@@ -129,9 +130,12 @@ impl CommandSpec {
 
     /// Whether the command has subcommands (its second argument picks the real command).
     pub fn is_container(&self) -> bool {
-        let Some(at) = position(self.name.as_bytes()) else {
+        // Entries come from the table: the position follows from the address, no search.
+        let offset = (self as *const CommandSpec as usize).wrapping_sub(COMMANDS.as_ptr() as usize);
+        let at = offset / std::mem::size_of::<CommandSpec>();
+        if !COMMANDS.get(at).is_some_and(|c| std::ptr::eq(c, self)) {
             return false;
-        };
+        }
         COMMANDS.get(at + 1).is_some_and(|next| {
             next.name.starts_with(self.name)
                 && next.name.as_bytes().get(self.name.len()) == Some(&b'|')
@@ -146,25 +150,32 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
     position(lower).map(|i| &COMMANDS[i])
 }
 
-/// The first 8 bytes of a name as a big-endian integer, zero-padded: integers order like the
-/// names (which hold no NUL), so the search compares integers instead of calling `memcmp`.
+/// The first 8 bytes of a name as an integer, zero-padded (names hold no NUL).
 fn prefix(name: &[u8]) -> u64 {
-    let mut p = [0u8; 8];
-    let n = name.len().min(8);
-    p[..n].copy_from_slice(&name[..n]);
-    u64::from_be_bytes(p)
+    name.iter()
+        .take(8)
+        .enumerate()
+        .fold(0, |p, (i, &b)| p | u64::from(b) << (56 - 8 * i))
 }
 
-/// The position of a lower-case name in [`COMMANDS`]: a binary search over the names' prefixes,
-/// then a scan of the few names sharing this one's (`cluster|...`).
+/// The position of a lower-case name in [`COMMANDS`]: a hash map from the names' 8-byte
+/// prefixes to the first name with that prefix, then a scan of the few names sharing it
+/// (`cluster|...`). The map is built once and never grows, so a fixed hasher is safe even
+/// though names come from clients: a lookup cannot lengthen any probe sequence.
 fn position(name: &[u8]) -> Option<usize> {
-    static PREFIXES: OnceLock<Box<[u64]>> = OnceLock::new();
-    let prefixes =
-        PREFIXES.get_or_init(|| COMMANDS.iter().map(|c| prefix(c.name.as_bytes())).collect());
+    type Firsts = HashMap<u64, u16, foldhash::fast::FixedState>;
+    static FIRSTS: OnceLock<Firsts> = OnceLock::new();
+    let firsts = FIRSTS.get_or_init(|| {
+        let mut map = Firsts::default();
+        for (i, c) in COMMANDS.iter().enumerate().rev() {
+            map.insert(prefix(c.name.as_bytes()), i as u16);
+        }
+        map
+    });
     let p = prefix(name);
-    let first = prefixes.partition_point(|&x| x < p);
-    (first..prefixes.len())
-        .take_while(|&i| prefixes[i] == p)
+    let first = *firsts.get(&p)? as usize;
+    (first..COMMANDS.len())
+        .take_while(|&i| i == first || prefix(COMMANDS[i].name.as_bytes()) == p)
         .find(|&i| COMMANDS[i].name.as_bytes() == name)
 }
 
