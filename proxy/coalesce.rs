@@ -145,21 +145,29 @@ pub struct Joined {
     pub first: bool,
 }
 
+/// Key bytes an entry holds itself: with the other fields, one 64-byte cache line per entry.
+const INLINE_KEY: usize = 29;
+/// `Entry::len` of a key kept in `Index::long_keys` instead.
+const LONG: u8 = u8::MAX;
+
 /// An index entry: the read in flight for one (server, command, key), found by the reply slot
-/// it will fill. Valid while its tag is set.
+/// it will fill. Valid while its tag is set. One cache line: sending a read writes one line
+/// (plus a line of `long_keys` for keys over 29 bytes).
+#[repr(align(64))]
 struct Entry {
     hash: u64,
     /// The write epoch of the key's bucket when the read was sent.
     epoch: u64,
+    sink: Weak<ReplySink>,
+    /// The leader's reply slot.
+    slot: u32,
     server: u32,
     cmd: u8,
     /// The leader is a multi-get fragment: a follower gets only its key's part of the reply.
     fragment: bool,
-    /// The leader's reply slot.
-    slot: u32,
-    sink: Weak<ReplySink>,
-    /// Capacity is kept across reads, so an entry allocates only for a longer key than before.
-    key: Vec<u8>,
+    /// Length of the key in `short`, or [`LONG`].
+    len: u8,
+    short: [u8; INLINE_KEY],
 }
 
 impl Default for Entry {
@@ -167,12 +175,13 @@ impl Default for Entry {
         Entry {
             hash: 0,
             epoch: 0,
+            sink: Weak::new(),
+            slot: 0,
             server: 0,
             cmd: 0,
             fragment: false,
-            slot: 0,
-            sink: Weak::new(),
-            key: Vec::new(),
+            len: 0,
+            short: [0; INLINE_KEY],
         }
     }
 }
@@ -186,6 +195,9 @@ impl Default for Entry {
 struct Index {
     tags: Vec<u32>,
     entries: Vec<Entry>,
+    /// The keys over [`INLINE_KEY`] bytes, by entry; capacity is kept, so an entry allocates
+    /// only for a longer key than it held before.
+    long_keys: Vec<Vec<u8>>,
     /// Turns through the ways of full sets.
     victim: u8,
 }
@@ -222,10 +234,14 @@ impl Flights {
         let (leader, leader_slot, fragment) = {
             let index = self.index.borrow();
             let e = &index.entries[at];
+            let key = match e.len {
+                LONG => &index.long_keys[at][..],
+                n => &e.short[..n as usize],
+            };
             let same = e.hash == read.hash
                 && e.server == read.server
                 && e.cmd == read.cmd
-                && e.key == read.key
+                && key == read.key
                 && e.epoch == read.epoch;
             if !same {
                 return None;
@@ -258,6 +274,7 @@ impl Flights {
             if index.tags.is_empty() {
                 index.tags = vec![0; INDEX_SLOTS];
                 index.entries.resize_with(INDEX_SLOTS, Entry::default);
+                index.long_keys.resize_with(INDEX_SLOTS, Vec::new);
             }
             // The entry of an older read of this key (one that could not be joined), else a free
             // one, else the next victim in turn.
@@ -280,8 +297,18 @@ impl Flights {
             e.fragment = fragment;
             e.slot = slot;
             e.sink = Rc::downgrade(sink);
-            e.key.clear();
-            e.key.extend_from_slice(read.key);
+            match read.key.len() {
+                n if n <= INLINE_KEY => {
+                    e.len = n as u8;
+                    e.short[..n].copy_from_slice(read.key);
+                }
+                _ => {
+                    e.len = LONG;
+                    let long = &mut index.long_keys[at];
+                    long.clear();
+                    long.extend_from_slice(read.key);
+                }
+            }
         }
         sink.lead(slot, self, Lead { at: at as u32, tag });
     }
@@ -497,6 +524,33 @@ mod tests {
         assert_eq!(flights.index.borrow().entries.len(), INDEX_SLOTS);
         let long = "k".repeat(MAX_KEY + 1);
         assert!(ReadKey::new(&epochs, 0, cmd::GET, long.as_bytes()).is_none());
+    }
+
+    #[test]
+    fn short_and_long_keys_are_compared_whole() {
+        assert_eq!(std::mem::size_of::<Entry>(), 64, "one cache line");
+        let flights = Rc::new(Flights::default());
+        let epochs = WriteEpochs::default();
+        let sink = Rc::new(ReplySink::default());
+        let long = "k".repeat(MAX_KEY);
+        let keys = ["", "a", &long[..INLINE_KEY], &long[..INLINE_KEY + 1], &long];
+        for k in keys {
+            lead(&flights, &read(&epochs, 0, cmd::GET, k), &sink);
+        }
+        for k in keys {
+            assert!(
+                flights
+                    .join(&read(&epochs, 0, cmd::GET, k), &sink)
+                    .is_some(),
+                "{}",
+                k.len()
+            );
+        }
+        // A key that shares a long key's first 250 bytes but one: not the same read.
+        let other = format!("{}x", &long[..MAX_KEY - 1]);
+        assert!(flights
+            .join(&read(&epochs, 0, cmd::GET, &other), &sink)
+            .is_none());
     }
 
     #[test]
