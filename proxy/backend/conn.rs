@@ -321,12 +321,24 @@ impl BackendConn {
     /// Runs a connected socket until it fails; returns why.
     async fn serve(&self, stream: &Stream) -> BackendError {
         let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+        // One timer for the connection, armed for the oldest request's deadline and left alone
+        // until it fires: deadlines only grow (each is its send time plus the pool timeout), so
+        // it never fires late, at worst early, once, and then moves on to the oldest request
+        // still waiting. Re-arming it per request cost a timer-wheel insert and removal each.
+        let timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(timer);
+        let mut armed = false;
         loop {
             let want_write = match self.flush(stream) {
                 Ok(more) => more,
                 Err(e) => return BackendError::io(&e),
             };
-            let deadline = self.next_deadline();
+            if !armed {
+                if let Some(deadline) = self.next_deadline() {
+                    timer.as_mut().reset(deadline);
+                    armed = true;
+                }
+            }
             tokio::select! {
                 biased;
                 ready = stream.ready(true, want_write) => {
@@ -341,7 +353,8 @@ impl BackendConn {
                     }
                 }
                 _ = self.wake.notified() => {}
-                _ = crate::wait::sleep_until(deadline), if deadline.is_some() => {
+                _ = &mut timer, if armed => {
+                    armed = false;
                     if let Err(e) = self.expire() {
                         return e;
                     }
