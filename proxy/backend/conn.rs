@@ -77,6 +77,28 @@ async fn handshake(stream: &Stream, h: &Handshake) -> Result<(), BackendError> {
     Ok(())
 }
 
+thread_local! {
+    /// Idle connections that were given requests by the batch being dispatched on this worker.
+    static DEFERRED: RefCell<Vec<Rc<BackendConn>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Writes the requests a session just dispatched to connections that were idle. Sessions call
+/// it after every batch; until then those requests sit in their connection's buffer (the
+/// batch's later requests to the same connection join them, and one write sends them all).
+pub fn flush_deferred() {
+    DEFERRED.with(|d| {
+        if d.borrow().is_empty() {
+            return;
+        }
+        let mut conns = std::mem::take(&mut *d.borrow_mut());
+        for conn in conns.drain(..) {
+            conn.flush_now();
+        }
+        // Keeps the list's capacity (nothing is deferred while flushing).
+        *d.borrow_mut() = conns;
+    });
+}
+
 /// Per-pool settings every connection of the pool shares.
 #[derive(Clone, Debug)]
 pub struct ConnSettings {
@@ -125,6 +147,11 @@ struct State {
     phase: Phase,
     failures: u32,
     shutdown: bool,
+    /// The socket while the connection serves requests (after any handshake): a session may
+    /// then write to it directly (see [`flush_deferred`]).
+    stream: Option<Rc<Stream>>,
+    /// Whether the connection's deadline timer is armed (for the oldest request or earlier).
+    timer_armed: bool,
 }
 
 /// A connection handle: cheap to share between the sessions of one worker.
@@ -154,6 +181,8 @@ impl BackendConn {
                 phase: Phase::Idle,
                 failures: 0,
                 shutdown: false,
+                stream: None,
+                timer_armed: false,
             }),
             wake: LocalNotify::default(),
         });
@@ -162,7 +191,12 @@ impl BackendConn {
     }
 
     /// Queues one request: `encode` appends its bytes, and its reply (or error) goes to `target`.
-    pub fn send(&self, framing: Framing, target: Target, encode: impl FnOnce(&mut BytesMut)) {
+    pub fn send(
+        self: &Rc<Self>,
+        framing: Framing,
+        target: Target,
+        encode: impl FnOnce(&mut BytesMut),
+    ) {
         let mut st = self.state.borrow_mut();
         if let Phase::Backoff { until, err } = &st.phase {
             if Instant::now() < *until {
@@ -198,7 +232,39 @@ impl BackendConn {
             deadline,
             sent,
         });
-        if st.pending.len() == 1 || before == 0 {
+        if st.pending.len() == 1 && before == 0 {
+            // The connection was idle. If it is connected and a timer covers the new request,
+            // the session writes the request itself once its batch is dispatched: waking the
+            // connection's task just to write would cost a task switch per request.
+            if st.stream.is_some() && (st.timer_armed || self.settings.timeout.is_none()) {
+                drop(st);
+                DEFERRED.with(|d| d.borrow_mut().push(self.clone()));
+            } else {
+                self.wake.notify();
+            }
+        } else if before == 0 || st.pending.len() == 1 {
+            self.wake.notify();
+        }
+    }
+
+    /// Writes what is buffered now, from the caller's task; if the socket does not take all of
+    /// it (or fails), the connection's task is woken to finish the job or handle the error.
+    fn flush_now(&self) {
+        let mut st = self.state.borrow_mut();
+        let st = &mut *st;
+        let written = match &st.stream {
+            Some(stream) => loop {
+                if st.wbuf.is_empty() {
+                    break true;
+                }
+                match stream.try_write(&st.wbuf) {
+                    Ok(n) => st.wbuf.advance(n),
+                    Err(_) => break false,
+                }
+            },
+            None => false,
+        };
+        if !written {
             self.wake.notify();
         }
     }
@@ -237,6 +303,7 @@ impl BackendConn {
                 .await
             {
                 Ok(Ok(stream)) => {
+                    let stream = Rc::new(stream);
                     {
                         let mut st = self.state.borrow_mut();
                         st.phase = Phase::Connected;
@@ -260,7 +327,12 @@ impl BackendConn {
                         }
                     };
                     self.stats.server_connections.dec();
-                    self.state.borrow_mut().phase = Phase::Idle;
+                    {
+                        let mut st = self.state.borrow_mut();
+                        st.phase = Phase::Idle;
+                        st.stream = None;
+                        st.timer_armed = false;
+                    }
                     if self.busy() && !matches!(err, BackendError::Handshake(_)) {
                         // A connection lost with requests on it counts against the server
                         // (an idle connection the server closed does not).
@@ -319,7 +391,8 @@ impl BackendConn {
     }
 
     /// Runs a connected socket until it fails; returns why.
-    async fn serve(&self, stream: &Stream) -> BackendError {
+    async fn serve(&self, stream: &Rc<Stream>) -> BackendError {
+        self.state.borrow_mut().stream = Some(stream.clone());
         let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
         // One timer for the connection, armed for the oldest request's deadline and left alone
         // until it fires: deadlines only grow (each is its send time plus the pool timeout), so
@@ -327,16 +400,17 @@ impl BackendConn {
         // still waiting. Re-arming it per request cost a timer-wheel insert and removal each.
         let timer = tokio::time::sleep_until(Instant::now());
         tokio::pin!(timer);
-        let mut armed = false;
         loop {
             let want_write = match self.flush(stream) {
                 Ok(more) => more,
                 Err(e) => return BackendError::io(&e),
             };
+            let mut armed = self.state.borrow().timer_armed;
             if !armed {
                 if let Some(deadline) = self.next_deadline() {
                     timer.as_mut().reset(deadline);
                     armed = true;
+                    self.state.borrow_mut().timer_armed = true;
                 }
             }
             tokio::select! {
@@ -354,7 +428,7 @@ impl BackendConn {
                 }
                 _ = self.wake.notified() => {}
                 _ = &mut timer, if armed => {
-                    armed = false;
+                    self.state.borrow_mut().timer_armed = false;
                     if let Err(e) = self.expire() {
                         return e;
                     }

@@ -208,6 +208,8 @@ async fn drive<H: Handler>(ctx: Ctx<'_>, mut h: H) -> io::Result<()> {
                 Flow::Backlog => backlog = true,
                 Flow::Continue => backlog = false,
             }
+            // One write per idle backend connection for the whole batch.
+            crate::backend::flush_deferred();
         }
         // At end of stream, answer every complete request first; what remains is a fragment.
         if (eof || stopping) && !backlog {
