@@ -119,6 +119,46 @@ fn a_frozen_server_times_out_its_keys_only_and_recovers() {
     }
 }
 
+/// A request sent to an idle, connected backend connection is written by the client's own
+/// session, without waking the connection's task; the connection's deadline timer must still
+/// cover it. Right after an answered request the timer is still armed (for that request's
+/// deadline); after a pause longer than the timeout it has fired and is disarmed.
+#[test]
+fn a_request_written_straight_to_an_idle_connection_still_times_out() {
+    let f = fixture("timeout: 300");
+    let keys = f.seed(30);
+    let (key, _) = keys.iter().find(|(_, h)| *h == 0).unwrap();
+    let mut c = f.client();
+    for round in 0..4 {
+        c.expect(format!("get {key}\r\n").as_bytes(), &hit(key));
+        if round % 2 == 1 {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        f.servers[0].pause();
+        let start = Instant::now();
+        c.send(format!("get {key}\r\n").as_bytes());
+        assert_eq!(c.read_line(), b"SERVER_ERROR Connection timed out\r\n");
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_millis(250) && waited < Duration::from_secs(2),
+            "{waited:?}"
+        );
+        f.servers[0].resume();
+        // The late reply is dropped; the connection serves the key again.
+        assert!(common::wait_until(Duration::from_secs(5), || {
+            c.send(format!("get {key}\r\n").as_bytes());
+            let line = c.read_line();
+            if line.starts_with(b"SERVER_ERROR") {
+                return false;
+            }
+            let mut reply = line;
+            reply.extend(c.read_until(b"END\r\n"));
+            assert_eq!(reply, hit(key));
+            true
+        }));
+    }
+}
+
 #[test]
 fn a_restarted_server_is_reconnected() {
     let mut f = fixture("timeout: 1000");
