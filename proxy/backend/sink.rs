@@ -88,10 +88,10 @@ impl ReplySink {
             Some(Slot::Waiting(lead)) => lead.take(),
             _ => return,
         };
-        if let Some(mark) = lead {
+        if let Some(more) = lead.and_then(LeadMark::answered) {
             // Followers may be slots of this very sink: no borrow while they complete.
             drop(s);
-            mark.answered(&outcome);
+            more.answer(&outcome);
             s = self.slots.borrow_mut();
         }
         s.slots[id as usize] = Slot::Done(outcome);
@@ -100,7 +100,7 @@ impl ReplySink {
     }
 
     /// Makes waiting slot `id` a read that others can join through an entry of `table`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn lead(&self, id: u32, table: &Rc<Flights>, lead: Lead) {
         if let Some(Slot::Waiting(mark)) = self.slots.borrow_mut().slots.get_mut(id as usize) {
             match mark {

@@ -77,18 +77,13 @@ impl McSession {
         let pool = self.pool.clone();
         let stats = &pool.table.stats;
         let epochs = &pool.table.write_epochs;
-        let read = ReadKey::new(epochs, server, kind, key);
-        if let Some(joined) = read.as_ref().and_then(|r| pool.flights.join(r, &self.sink)) {
-            stats.joined(joined.first);
-            self.push(Entry::Single {
-                slot: joined.slot,
-                keys: 1,
-            });
-            return;
-        }
         let slot = self.sink.alloc();
-        if let Some(read) = read {
-            pool.flights.lead(&read, &self.sink, slot, false);
+        if let Some(read) = ReadKey::new(epochs, server, kind, key) {
+            if let Some(first) = pool.flights.read(&read, &self.sink, slot) {
+                stats.joined(first);
+                self.push(Entry::Single { slot, keys: 1 });
+                return;
+            }
         }
         pool.servers[server].conn().send(
             VALUES_FRAMING,

@@ -215,20 +215,16 @@ impl RedisSession {
             0 => frame,
             pct => crate::ttl::jitter_redis(spec.name, argv, pct).unwrap_or(frame),
         };
-        let read = (get && cfg.coalesce)
-            .then(|| ReadKey::new(&pool.table.write_epochs, server, cmd::REDIS_GET, argv[1]))
-            .flatten();
-        if let Some(joined) = read.as_ref().and_then(|r| pool.flights.join(r, &self.sink)) {
-            pool.table.stats.joined(joined.first);
-            self.push(Entry::Single {
-                slot: joined.slot,
-                get,
-            });
-            return;
-        }
         let slot = self.sink.alloc();
-        if let Some(read) = read {
-            pool.flights.lead(&read, &self.sink, slot, false);
+        if get && cfg.coalesce {
+            let epochs = &pool.table.write_epochs;
+            if let Some(read) = ReadKey::new(epochs, server, cmd::REDIS_GET, argv[1]) {
+                if let Some(first) = pool.flights.read(&read, &self.sink, slot) {
+                    pool.table.stats.joined(first);
+                    self.push(Entry::Single { slot, get });
+                    return;
+                }
+            }
         }
         let target = Target::Slot(self.sink.clone(), slot);
         pool.servers[server]
