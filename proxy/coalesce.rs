@@ -514,7 +514,10 @@ mod tests {
             let mut dst = [0xffu8; INLINE_KEY];
             copy_short(&mut dst, &key);
             assert_eq!(&dst[..n], &key[..], "length {n}");
-            assert!(dst[n..].iter().all(|&b| b == 0xff), "length {n}: wrote past the key");
+            assert!(
+                dst[n..].iter().all(|&b| b == 0xff),
+                "length {n}: wrote past the key"
+            );
         }
     }
 

@@ -24,6 +24,7 @@ pub mod ring;
 pub mod server;
 pub mod session;
 pub mod stats;
+pub mod timer;
 pub mod topology;
 pub mod ttl;
 pub mod wait;

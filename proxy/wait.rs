@@ -17,11 +17,11 @@ use std::task::{Context, Poll, Waker};
 use tokio::time::Instant;
 
 /// Sleeps until `deadline`, or forever when there is none. Building it costs nothing, unlike a
-/// `Sleep` (which reads the clock and sets up a timer entry even in a disabled `select!`
-/// branch, whose expression is still evaluated).
+/// timer (which is set up even in a disabled `select!` branch, whose expression is still
+/// evaluated).
 pub async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
+        Some(d) => crate::timer::sleep_until(d).await,
         None => std::future::pending().await,
     }
 }

@@ -19,9 +19,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::timer::timeout;
 use crate::wait::LocalNotify;
 use bytes::{Buf, BytesMut};
-use tokio::time::{timeout, Instant};
+use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::sink::Target;
@@ -398,8 +399,7 @@ impl BackendConn {
         // until it fires: deadlines only grow (each is its send time plus the pool timeout), so
         // it never fires late, at worst early, once, and then moves on to the oldest request
         // still waiting. Re-arming it per request cost a timer-wheel insert and removal each.
-        let timer = tokio::time::sleep_until(Instant::now());
-        tokio::pin!(timer);
+        let mut timer = crate::timer::sleep_until(Instant::now());
         loop {
             let want_write = match self.flush(stream) {
                 Ok(more) => more,
@@ -408,7 +408,7 @@ impl BackendConn {
             let mut armed = self.state.borrow().timer_armed;
             if !armed {
                 if let Some(deadline) = self.next_deadline() {
-                    timer.as_mut().reset(deadline);
+                    timer.reset(deadline);
                     armed = true;
                     self.state.borrow_mut().timer_armed = true;
                 }

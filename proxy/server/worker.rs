@@ -251,10 +251,21 @@ impl Worker {
 }
 
 fn run(control: Control, rx: mpsc::UnboundedReceiver<Handoff>) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // Timers come from a timerfd (see `timer`), not from tokio's time driver, whose clock
+    // reads and wheel polls on every park cost more than a tenth of an unloaded request.
+    let timer_fd = match crate::timer::create_fd() {
+        Ok(fd) => Some(fd),
+        Err(e) => {
+            warn!(error = %e, "timerfd unavailable; using tokio's timers");
+            None
+        }
+    };
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    match timer_fd {
+        Some(_) => builder.enable_io(),
+        None => builder.enable_all(),
+    };
+    let rt = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "worker runtime failed to start");
@@ -269,6 +280,13 @@ fn run(control: Control, rx: mpsc::UnboundedReceiver<Handoff>) {
     let finished = Rc::new(crate::wait::LocalNotify::default());
     let done = finished.clone();
     local.block_on(&rt, async move {
+        let _timers = match timer_fd.map(crate::timer::start).transpose() {
+            Ok(service) => service,
+            Err(e) => {
+                tracing::error!(error = %e, "worker timers failed to start");
+                return;
+            }
+        };
         tokio::task::spawn_local(async move {
             // Notifies on drop, so that a panic in the loop ends the worker too.
             let _done = NotifyOnDrop(done);
@@ -346,7 +364,7 @@ async fn serve(mut control: Control, mut rx: mpsc::UnboundedReceiver<Handoff>) {
         }
         let deadline = tokio::time::Instant::now() + control.drain_timeout;
         while sessions.get() > 0 {
-            if tokio::time::timeout_at(deadline, idle.notified())
+            if crate::timer::timeout_at(deadline, idle.notified())
                 .await
                 .is_err()
             {
@@ -358,7 +376,7 @@ async fn serve(mut control: Control, mut rx: mpsc::UnboundedReceiver<Handoff>) {
             }
         }
         while slots.values().any(|s| s.current().busy()) && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            crate::timer::sleep(Duration::from_millis(5)).await;
         }
     }
 }
