@@ -12,6 +12,8 @@
 //! - [`stats`]: counters recorded on the data path.
 //! - [`coalesce`]: identical reads in flight share one backend request.
 //! - [`ttl`]: TTL jitter for writes.
+//! - [`timer`], [`wait`]: the workers' timers (a timerfd, not tokio's time driver) and
+//!   single-waiter notifications.
 
 pub mod backend;
 pub mod cli;

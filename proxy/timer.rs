@@ -107,11 +107,14 @@ async fn fire_loop(timers: Rc<Timers>) {
                 expirations.len(),
             )
         };
+        // One read drains a timerfd: readiness is cleared either way (tokio keeps an event
+        // that arrives after this read, such as the fd firing again once re-armed below).
+        guard.clear_ready();
         if n < 0 {
-            guard.clear_ready();
             if io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock {
                 return;
             }
+            continue;
         }
         timers.fd_deadline.set(None);
         timers.fire_due();
