@@ -1,0 +1,142 @@
+//! Miss coalescing ("single flight"): while a read of key K is in flight to its server, an
+//! identical read of K joins it instead of being sent again, and every waiter gets its own
+//! copy of the reply (a reference-counted `Bytes`, no copy for single-key reads). When a hot
+//! key expires, hundreds of clients miss at once; the backend (and the database behind the
+//! application) sees one read per worker instead of hundreds.
+//!
+//! Most reads are never joined, so a read pays only for being findable: its key is hashed and
+//! written into one slot of a direct-mapped index that points at the read's own reply slot
+//! (the leader's). Nothing else happens unless an identical read arrives; that one attaches
+//! itself to the leader's reply slot ([`LeadMark`]), and when the backend answers the leader,
+//! the reply is copied to every follower and the index entry is cleared.
+//!
+//! Rules, each tested:
+//! - Index entries are per worker and per pool *generation* (a reload builds new tables),
+//!   keyed by (server, command, key), so a reload never mixes rings and `gets` never receives
+//!   a `get`.
+//! - Read-your-writes: every write forwarded for K bumps a shared per-pool epoch for K's
+//!   bucket; a read joins only if no write to its bucket was forwarded since the leader was
+//!   sent, on any worker.
+//! - The backend request belongs to the leader's reply slot, which outlives its session: a
+//!   leader that disconnects cancels nothing, and errors and timeouts reach every follower
+//!   (who therefore never waits longer than the pool timeout of the request it joined).
+//! - The index is bounded (2048 entries per pool and worker, keys up to 250 bytes), hashed with
+//!   a per-process random seed (keys come from clients), and an entry is cleared when its read
+//!   is answered.
+
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+mod index;
+mod mark;
+#[cfg(test)]
+mod tests;
+
+pub use index::Flights;
+pub(crate) use index::Lead;
+use index::{SETS, WAYS};
+pub use mark::{LeadMark, More};
+
+/// Buckets of the per-pool write epoch table.
+const WRITE_BUCKETS: usize = 4096;
+/// Longest key that coalesces (memcached's own limit): an index entry keeps a copy of its key,
+/// so the index stays bounded however long the keys clients send.
+pub const MAX_KEY: usize = 250;
+
+/// Command classes that coalesce separately (their replies differ).
+pub mod cmd {
+    pub const GET: u8 = 0;
+    pub const GETS: u8 = 1;
+    pub const REDIS_GET: u8 = 2;
+}
+
+/// Per-pool write epochs, shared by every worker: bumped when a write to a key of the bucket
+/// is forwarded.
+pub struct WriteEpochs(Box<[AtomicU64]>);
+
+impl Default for WriteEpochs {
+    fn default() -> Self {
+        WriteEpochs((0..WRITE_BUCKETS).map(|_| AtomicU64::new(0)).collect())
+    }
+}
+
+/// The one hash computed per coalescable read: a per-process random seed (keys come from
+/// clients), shared by the index and the write epochs.
+fn key_hash(server: usize, key: &[u8]) -> u64 {
+    // foldhash: seeded per process like std's SipHash, several times faster on short keys.
+    static SEED: OnceLock<foldhash::fast::RandomState> = OnceLock::new();
+    SEED.get_or_init(foldhash::fast::RandomState::default)
+        .hash_one((server, key))
+}
+
+fn bucket(hash: u64) -> usize {
+    (hash as usize) % WRITE_BUCKETS
+}
+
+impl WriteEpochs {
+    /// Records that a write of `key` on `server` is being forwarded.
+    #[inline]
+    pub fn wrote(&self, server: usize, key: &[u8]) {
+        self.0[bucket(key_hash(server, key))].fetch_add(1, Ordering::Release);
+    }
+
+    /// Records a write to every key (memcached `flush_all`).
+    pub fn wrote_all(&self) {
+        for e in self.0.iter() {
+            e.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    fn current(&self, hash: u64) -> u64 {
+        self.0[bucket(hash)].load(Ordering::Acquire)
+    }
+}
+
+/// A coalescable read: (server, command, key), with its hash computed once.
+pub struct ReadKey<'a> {
+    hash: u64,
+    /// The write epoch of the key's bucket as the read arrives.
+    epoch: u64,
+    server: u32,
+    cmd: u8,
+    key: &'a [u8],
+}
+
+impl<'a> ReadKey<'a> {
+    /// None for a key too long to coalesce.
+    #[inline]
+    pub fn new(epochs: &WriteEpochs, server: usize, cmd: u8, key: &'a [u8]) -> Option<ReadKey<'a>> {
+        if key.len() > MAX_KEY {
+            return None;
+        }
+        let hash = key_hash(server, key);
+        Some(ReadKey {
+            hash,
+            epoch: epochs.current(hash),
+            server: server as u32,
+            cmd,
+            key,
+        })
+    }
+
+    /// The first entry of the read's set.
+    fn set(&self) -> usize {
+        (self.hash >> 32) as usize % SETS * WAYS
+    }
+
+    /// What the tag array holds for this read: low hash bits mixed with the write epoch, never
+    /// 0 (free). With the epoch in it, a read sent before a write and one sent after it have
+    /// different tags: the older one's answer does not free the newer one's entry, and a probe
+    /// after a write misses the older read without looking at its entry.
+    fn tag(&self) -> u32 {
+        ((self.hash as u32) ^ (self.epoch as u32).wrapping_mul(0x9e37_79b9)).max(1)
+    }
+}
+
+/// A read that joined another: its reply slot, and whether it is the first to join (the
+/// leader became a flight).
+pub struct Joined {
+    pub slot: u32,
+    pub first: bool,
+}
