@@ -36,6 +36,23 @@ fn hit(key: &str) -> Vec<u8> {
     format!("VALUE {key} 0 {}\r\n{key}\r\nEND\r\n", key.len()).into_bytes()
 }
 
+/// Once a frozen server resumes, asks for `key` until it is served (timeouts while the late
+/// replies drain are expected), and checks that the reply is the key's own: a late reply to a
+/// timed-out request must never be handed to a later one.
+fn served_again(c: &mut common::RawClient, key: &str) {
+    assert!(common::wait_until(Duration::from_secs(5), || {
+        c.send(format!("get {key}\r\n").as_bytes());
+        let line = c.read_line();
+        if line.starts_with(b"SERVER_ERROR") {
+            return false;
+        }
+        let mut reply = line;
+        reply.extend(c.read_until(b"END\r\n"));
+        assert_eq!(reply, hit(key));
+        true
+    }));
+}
+
 #[test]
 fn a_dead_server_fails_only_its_own_keys() {
     let mut f = fixture("timeout: 1000");
@@ -102,18 +119,8 @@ fn a_frozen_server_times_out_its_keys_only_and_recovers() {
     }
     f.servers[0].resume();
     // Late replies to the timed-out requests are dropped, never handed to later requests.
-    assert!(common::wait_until(Duration::from_secs(5), || {
-        let (key, _) = keys.iter().find(|(_, h)| *h == 0).unwrap();
-        c.send(format!("get {key}\r\n").as_bytes());
-        let line = c.read_line();
-        if line.starts_with(b"SERVER_ERROR") {
-            return false;
-        }
-        let mut reply = line;
-        reply.extend(c.read_until(b"END\r\n"));
-        assert_eq!(reply, hit(key));
-        true
-    }));
+    let (key, _) = keys.iter().find(|(_, h)| *h == 0).unwrap();
+    served_again(&mut c, key);
     for (key, _) in &keys {
         c.expect(format!("get {key}\r\n").as_bytes(), &hit(key));
     }
@@ -145,17 +152,7 @@ fn a_request_written_straight_to_an_idle_connection_still_times_out() {
         );
         f.servers[0].resume();
         // The late reply is dropped; the connection serves the key again.
-        assert!(common::wait_until(Duration::from_secs(5), || {
-            c.send(format!("get {key}\r\n").as_bytes());
-            let line = c.read_line();
-            if line.starts_with(b"SERVER_ERROR") {
-                return false;
-            }
-            let mut reply = line;
-            reply.extend(c.read_until(b"END\r\n"));
-            assert_eq!(reply, hit(key));
-            true
-        }));
+        served_again(&mut c, key);
     }
 }
 
