@@ -42,6 +42,19 @@ fn storm(port: u16, clients: usize, request: &'static [u8], reply_len: usize) ->
     threads.into_iter().map(|t| t.join().unwrap()).collect()
 }
 
+/// Reads `request` once on each worker (the proxy runs two and hands out connections in turn),
+/// so that its keys count as read recently everywhere: only then is the first read of a key
+/// joinable (see proxy/coalesce/recent.rs).
+fn warm(port: u16, request: &[u8], reply: &[u8]) {
+    let mut clients = [RawClient::connect_port(port), RawClient::connect_port(port)];
+    for c in &mut clients {
+        c.send(request);
+    }
+    for c in &mut clients {
+        assert_eq!(c.read_exact_bytes(reply.len()), reply);
+    }
+}
+
 #[test]
 fn a_hot_key_storm_reaches_memcached_a_handful_of_times() {
     let (m, _relay, _proxy, port) = memcache_setup(50, "timeout: 2000");
@@ -56,11 +69,39 @@ fn a_hot_key_storm_reaches_memcached_a_handful_of_times() {
         );
         let reads = m.stat("cmd_get") - before;
         // One flight per worker (2) per wave, plus stragglers that arrive after a flight ended.
+        // In the first wave the key is cold: on each worker its first read is sent alone and
+        // the second leads.
         assert!(
             reads <= 8,
             "wave {wave}: {reads} backend reads for 100 client reads"
         );
     }
+}
+
+/// Six reads of one key in flight at once, three per worker; returns the backend reads.
+fn six_reads_in_flight(m: &Memcached, port: u16, want: &[u8]) -> u64 {
+    let before = m.stat("cmd_get");
+    let mut clients: Vec<RawClient> = (0..6).map(|_| RawClient::connect_port(port)).collect();
+    for c in &mut clients {
+        c.send(b"get k\r\n");
+        // Each worker sees its three reads in this order.
+        thread::sleep(Duration::from_millis(15));
+    }
+    for c in &mut clients {
+        assert_eq!(c.read_until(b"END\r\n"), want);
+    }
+    m.stat("cmd_get") - before
+}
+
+#[test]
+fn only_a_key_read_recently_has_its_first_read_joined() {
+    let (m, _relay, _proxy, port) = memcache_setup(300, "timeout: 3000");
+    m.set_direct("k", b"v");
+    let want = b"VALUE k 0 1\r\nv\r\nEND\r\n";
+    // Cold: on each worker the first read is sent alone, the second leads, the third joins.
+    assert_eq!(six_reads_in_flight(&m, port, want), 4);
+    // Now read recently on both workers: the first read leads, the other two join.
+    assert_eq!(six_reads_in_flight(&m, port, want), 2);
 }
 
 #[test]
@@ -84,6 +125,8 @@ fn multi_get_keys_join_and_lead_flights() {
     for k in ["a", "b", "c"] {
         m.set_direct(k, k.as_bytes());
     }
+    let all = b"VALUE a 0 1\r\na\r\nVALUE b 0 1\r\nb\r\nVALUE c 0 1\r\nc\r\nEND\r\n";
+    warm(port, b"get a b c\r\n", all);
     // A multi-get leads flights for a, b and c; single gets of b arriving meanwhile join.
     let mut multi = RawClient::connect_port(port);
     multi.send(b"get a b c\r\n");
@@ -91,10 +134,7 @@ fn multi_get_keys_join_and_lead_flights() {
     let before = m.stat("cmd_get");
     let joined = storm(port, 10, b"get b\r\n", b"VALUE b 0 1\r\nb\r\nEND\r\n".len());
     assert!(joined.iter().all(|r| r == b"VALUE b 0 1\r\nb\r\nEND\r\n"));
-    assert_eq!(
-        multi.read_until(b"END\r\n"),
-        b"VALUE a 0 1\r\na\r\nVALUE b 0 1\r\nb\r\nVALUE c 0 1\r\nc\r\nEND\r\n"
-    );
+    assert_eq!(multi.read_until(b"END\r\n"), all);
     let sent = m.stat("cmd_get") - before;
     assert!(sent <= 1, "the joined reads were sent again: {sent}");
 }
@@ -103,6 +143,8 @@ fn multi_get_keys_join_and_lead_flights() {
 fn a_read_after_a_write_never_joins_an_older_flight() {
     let (m, _relay, _proxy, port) = memcache_setup(150, "timeout: 3000");
     m.set_direct("k", b"old");
+    warm(port, b"get k\r\n", b"VALUE k 0 3\r\nold\r\nEND\r\n");
+    // a and c share a worker (connections are handed out in turn).
     let mut a = RawClient::connect_port(port);
     let mut b = RawClient::connect_port(port);
     let mut c = RawClient::connect_port(port);
@@ -120,16 +162,27 @@ fn a_read_after_a_write_never_joins_an_older_flight() {
 fn a_leader_that_disconnects_strands_nobody() {
     let (m, _relay, _proxy, port) = memcache_setup(100, "timeout: 2000");
     m.set_direct("k", b"v");
+    let want = b"VALUE k 0 1\r\nv\r\nEND\r\n";
+    warm(port, b"get k\r\n", want);
+    let before = m.stat("cmd_get");
     let mut leader = RawClient::connect_port(port);
     leader.send(b"get k\r\n");
     thread::sleep(Duration::from_millis(10));
-    let mut follower = RawClient::connect_port(port);
-    follower.send(b"get k\r\n");
+    // Connections are handed to the two workers in turn: one follower shares the leader's
+    // worker and joins its read, the other leads its own.
+    let mut followers = [RawClient::connect_port(port), RawClient::connect_port(port)];
+    for f in &mut followers {
+        f.send(b"get k\r\n");
+    }
     thread::sleep(Duration::from_millis(10));
     drop(leader);
+    for f in &mut followers {
+        assert_eq!(f.read_until(b"END\r\n"), want);
+    }
+    let reads = m.stat("cmd_get") - before;
     assert_eq!(
-        follower.read_until(b"END\r\n"),
-        b"VALUE k 0 1\r\nv\r\nEND\r\n"
+        reads, 2,
+        "3 reads, one joined: the leader's and the other worker's"
     );
 }
 

@@ -4,7 +4,8 @@ use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
 use super::mark::Follower;
-use super::{Joined, ReadKey};
+use super::recent::Recent;
+use super::{Joined, ReadKey, WriteEpochs};
 use crate::backend::ReplySink;
 
 /// The index of one worker per pool: 512 sets of 4 entries. A read goes to the free entry of
@@ -86,9 +87,25 @@ impl Index {
 #[derive(Default)]
 pub struct Flights {
     index: RefCell<Index>,
+    recent: Recent,
 }
 
 impl Flights {
+    /// The read of `key` on `server` as one that can join or lead, or None: the key is too long
+    /// to coalesce, or was not read recently on this worker (see [`Recent`]; the read is then
+    /// sent as it is, and the key is remembered).
+    #[inline]
+    pub fn candidate<'a>(
+        &self,
+        epochs: &WriteEpochs,
+        server: usize,
+        cmd: u8,
+        key: &'a [u8],
+    ) -> Option<ReadKey<'a>> {
+        let read = ReadKey::hashed(server, cmd, key)?;
+        self.recent.seen(read.hash).then(|| read.at_epoch(epochs))
+    }
+
     /// A single-key read about to be sent on `slot` of `sink`: joins an identical read in
     /// flight (`Some(first follower)`: `slot` will receive a copy of its reply and nothing is
     /// sent), or becomes joinable itself (None: send it). One probe of the index either way.

@@ -4,11 +4,15 @@
 //! key expires, hundreds of clients miss at once; the backend (and the database behind the
 //! application) sees one read per worker instead of hundreds.
 //!
-//! Most reads are never joined, so a read pays only for being findable: its key is hashed and
-//! written into one slot of a direct-mapped index that points at the read's own reply slot
-//! (the leader's). Nothing else happens unless an identical read arrives; that one attaches
-//! itself to the leader's reply slot ([`LeadMark`]), and when the backend answers the leader,
-//! the reply is copied to every follower and the index entry is cleared.
+//! Most reads are never joined, so most reads pay only for a probe of a filter of keys read
+//! recently on this worker (`recent.rs`): a key not found there is remembered, and its read is
+//! sent as it is. A hot key, the one a stampede is about, is found there; its read is made
+//! findable: its key is written into one entry of a small index that points at the read's
+//! own reply slot (the leader's). Nothing else happens unless an identical read arrives; that
+//! one attaches itself to the leader's reply slot ([`LeadMark`]), and when the backend answers
+//! the leader, the reply is copied to every follower and the index entry is cleared. (The
+//! price of the filter: on a key that nobody read recently, the first read of a storm cannot be
+//! joined and the second leads, so the backend sees two reads per worker instead of one.)
 //!
 //! Rules, each tested:
 //! - Index entries are per worker and per pool *generation* (a reload builds new tables),
@@ -20,9 +24,9 @@
 //! - The backend request belongs to the leader's reply slot, which outlives its session: a
 //!   leader that disconnects cancels nothing, and errors and timeouts reach every follower
 //!   (who therefore never waits longer than the pool timeout of the request it joined).
-//! - The index is bounded (2048 entries per pool and worker, keys up to 250 bytes), hashed with
-//!   a per-process random seed (keys come from clients), and an entry is cleared when its read
-//!   is answered.
+//! - The index and the filter are bounded (2048 entries and 4096 tags per pool and worker, keys
+//!   up to 250 bytes), hashed with a per-process random seed (keys come from clients), and an
+//!   index entry is cleared when its read is answered.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +34,7 @@ use std::sync::OnceLock;
 
 mod index;
 mod mark;
+mod recent;
 #[cfg(test)]
 mod tests;
 
@@ -62,12 +67,14 @@ impl Default for WriteEpochs {
 }
 
 /// The one hash computed per coalescable read: a per-process random seed (keys come from
-/// clients), shared by the index and the write epochs.
-fn key_hash(server: usize, key: &[u8]) -> u64 {
+/// clients), shared by the filter, the index and the write epochs. The server is not hashed:
+/// within one route table a key has one server, and the index compares it anyway.
+#[inline]
+fn key_hash(key: &[u8]) -> u64 {
     // foldhash: seeded per process like std's SipHash, several times faster on short keys.
     static SEED: OnceLock<foldhash::fast::RandomState> = OnceLock::new();
     SEED.get_or_init(foldhash::fast::RandomState::default)
-        .hash_one((server, key))
+        .hash_one(key)
 }
 
 fn bucket(hash: u64) -> usize {
@@ -75,10 +82,10 @@ fn bucket(hash: u64) -> usize {
 }
 
 impl WriteEpochs {
-    /// Records that a write of `key` on `server` is being forwarded.
+    /// Records that a write of `key` is being forwarded.
     #[inline]
-    pub fn wrote(&self, server: usize, key: &[u8]) {
-        self.0[bucket(key_hash(server, key))].fetch_add(1, Ordering::Release);
+    pub fn wrote(&self, key: &[u8]) {
+        self.0[bucket(key_hash(key))].fetch_add(1, Ordering::Release);
     }
 
     /// Records a write to every key (memcached `flush_all`).
@@ -107,17 +114,29 @@ impl<'a> ReadKey<'a> {
     /// None for a key too long to coalesce.
     #[inline]
     pub fn new(epochs: &WriteEpochs, server: usize, cmd: u8, key: &'a [u8]) -> Option<ReadKey<'a>> {
+        Some(ReadKey::hashed(server, cmd, key)?.at_epoch(epochs))
+    }
+
+    /// The read with its hash but no epoch yet: enough to consult the filter of recent keys,
+    /// and all that a read of a key nobody reads again ever computes.
+    #[inline]
+    fn hashed(server: usize, cmd: u8, key: &'a [u8]) -> Option<ReadKey<'a>> {
         if key.len() > MAX_KEY {
             return None;
         }
-        let hash = key_hash(server, key);
         Some(ReadKey {
-            hash,
-            epoch: epochs.current(hash),
+            hash: key_hash(key),
+            epoch: 0,
             server: server as u32,
             cmd,
             key,
         })
+    }
+
+    #[inline]
+    fn at_epoch(mut self, epochs: &WriteEpochs) -> ReadKey<'a> {
+        self.epoch = epochs.current(self.hash);
+        self
     }
 
     /// The first entry of the read's set.

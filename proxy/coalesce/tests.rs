@@ -6,6 +6,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use super::index::{copy_short, Entry, INDEX_SLOTS, INLINE_KEY};
+use super::recent::{Recent, SETS as RECENT_SETS};
 use crate::backend::{BackendError, ReplySink, Target};
 
 fn read<'a>(epochs: &WriteEpochs, server: usize, cmd: u8, key: &'a str) -> ReadKey<'a> {
@@ -67,7 +68,7 @@ fn a_write_since_the_read_was_sent_prevents_joining() {
     let epochs = WriteEpochs::default();
     let sink = Rc::new(ReplySink::default());
     let old = lead(&flights, &read(&epochs, 0, cmd::GET, "k"), &sink);
-    epochs.wrote(0, b"k");
+    epochs.wrote(b"k");
     assert!(flights
         .join(&read(&epochs, 0, cmd::GET, "k"), &sink)
         .is_none());
@@ -209,4 +210,58 @@ fn a_fragment_lead_gives_each_follower_its_own_key() {
     );
     assert_eq!(sink.take(wc.slot).unwrap(), &b"END\r\n"[..]);
     assert!(flights.is_empty(), "every key's entry is cleared");
+}
+
+#[test]
+fn only_keys_read_recently_are_candidates() {
+    let flights = Flights::default();
+    let epochs = WriteEpochs::default();
+    let candidate = |server, key: &str| {
+        (flights.candidate(&epochs, server, cmd::GET, key.as_bytes())).is_some()
+    };
+    assert!(!candidate(0, "k"), "a first read is sent as it is");
+    assert!(candidate(0, "k"));
+    assert!(candidate(0, "k"), "and stays a candidate");
+    assert!(!candidate(0, "other"));
+    let long = "k".repeat(MAX_KEY + 1);
+    assert!(!candidate(0, &long));
+    assert!(
+        !candidate(0, &long),
+        "too long to coalesce, however often read"
+    );
+    // The epoch is the one current when the read became a candidate.
+    epochs.wrote(b"k");
+    let read = flights.candidate(&epochs, 0, cmd::GET, b"k").unwrap();
+    assert!(read.epoch > 0 && read.epoch == epochs.current(read.hash));
+}
+
+#[test]
+fn the_recent_filter_keeps_two_keys_per_set() {
+    let recent = Recent::default();
+    // Same set (top bits), different tags (bits 16..32).
+    let [a, b, c] = [2u64 << 16, 4 << 16, 6 << 16];
+    assert!(!recent.seen(a));
+    assert!(recent.seen(a));
+    assert!(!recent.seen(b));
+    assert!(recent.seen(a) && recent.seen(b), "two ways: both stay");
+    assert!(recent.seen(a), "and a is the most recently read");
+    assert!(!recent.seen(c));
+    assert!(
+        recent.seen(a),
+        "a third key pushed out the least recently read"
+    );
+    assert!(!recent.seen(b));
+    // Another set is independent.
+    let other = a | (1 << 63);
+    assert!(!recent.seen(other));
+    assert!(recent.seen(other) && recent.seen(b) && recent.seen(a));
+}
+
+#[test]
+fn the_recent_filter_is_bounded() {
+    let recent = Recent::default();
+    for h in 0..(4 * RECENT_SETS as u64) {
+        recent.seen(h.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    }
+    assert_eq!(recent.capacity(), RECENT_SETS);
 }

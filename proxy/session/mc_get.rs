@@ -78,7 +78,7 @@ impl McSession {
         let stats = &pool.table.stats;
         let epochs = &pool.table.write_epochs;
         let slot = self.sink.alloc();
-        if let Some(read) = ReadKey::new(epochs, server, kind, key) {
+        if let Some(read) = pool.flights.candidate(epochs, server, kind, key) {
             if let Some(first) = pool.flights.read(&read, &self.sink, slot) {
                 stats.joined(first);
                 self.push(Entry::Single { slot, keys: 1 });
@@ -101,10 +101,15 @@ impl McSession {
         let epochs = &pool.table.write_epochs;
         let mut order: Vec<u32> = Vec::new();
         let mut keys = Vec::with_capacity(req.keys.len());
+        // The reads that did not join but can be joined, by fragment: they lead once sent.
+        let mut leads: Vec<(u32, ReadKey)> = Vec::new();
         for (k, &s) in req.keys.iter().zip(servers) {
+            let mut read = None;
             if let (Some(kind), true) = (kind, s != u32::MAX) {
-                let read = ReadKey::new(epochs, s as usize, kind, &frame[k.clone()]);
-                if let Some(joined) = read.and_then(|r| pool.flights.join(&r, &self.sink)) {
+                read = pool
+                    .flights
+                    .candidate(epochs, s as usize, kind, &frame[k.clone()]);
+                if let Some(joined) = read.as_ref().and_then(|r| pool.flights.join(r, &self.sink)) {
                     pool.table.stats.joined(joined.first);
                     keys.push((k.clone(), Source::Joined(joined.slot)));
                     continue;
@@ -113,8 +118,9 @@ impl McSession {
             let frag = order.iter().position(|&o| o == s).unwrap_or_else(|| {
                 order.push(s);
                 order.len() - 1
-            });
-            keys.push((k.clone(), Source::Fragment(frag as u32)));
+            }) as u32;
+            keys.push((k.clone(), Source::Fragment(frag)));
+            leads.extend(read.map(|r| (frag, r)));
         }
         pool.table.stats.fragments.add(order.len() as u64);
         let mut slots = Vec::with_capacity(order.len());
@@ -133,12 +139,8 @@ impl McSession {
                     .complete(slot, Err(BackendError::Io("no server available".into())));
                 continue;
             }
-            if let Some(kind) = kind {
-                for k in mine() {
-                    if let Some(read) = ReadKey::new(epochs, server as usize, kind, &frame[k]) {
-                        pool.flights.lead(&read, &self.sink, slot, true);
-                    }
-                }
+            for (_, read) in leads.iter().filter(|(f, _)| *f == frag as u32) {
+                pool.flights.lead(read, &self.sink, slot, true);
             }
             let target = Target::Slot(self.sink.clone(), slot);
             pool.servers[server as usize]

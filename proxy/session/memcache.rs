@@ -104,10 +104,10 @@ impl McSession {
             cmd => {
                 let key = &frame[req.keys[0].clone()];
                 let server = self.pool.server_for(key);
-                if let (Some(s), true) = (server, self.pool.table.config.coalesce) {
+                if server.is_some() && self.pool.table.config.coalesce {
                     // Every command left here changes the key: later reads must not join a
                     // read that started before it.
-                    self.pool.table.write_epochs.wrote(s, key);
+                    self.pool.table.write_epochs.wrote(key);
                 }
                 let framing = Framing::Memcache(mc::expect_for(cmd));
                 self.forward(server, framing, req.noreply, 0, |dst| {

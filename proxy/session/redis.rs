@@ -10,7 +10,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::{redis_local, Flow, Handler, Owed, NO_CLASS};
 use crate::backend::{BackendError, Framing, Outcome, ReplySink, Target};
-use crate::coalesce::{cmd, ReadKey};
+use crate::coalesce::cmd;
 use crate::protocol::resp::commands::{self, cat, flag, CommandSpec, KeyError};
 use crate::protocol::resp::{encode, reply, Limits, Parser, Step};
 use crate::server::{PoolSlot, WorkerPool};
@@ -204,11 +204,11 @@ impl RedisSession {
         if cfg.coalesce && spec.has_flag(flag::WRITE) {
             // Later reads of these keys must not join a read that started before this write.
             match spec.single_key() {
-                Some(i) => pool.table.write_epochs.wrote(server, argv[i]),
+                Some(i) => pool.table.write_epochs.wrote(argv[i]),
                 None => self
                     .keys
                     .iter()
-                    .for_each(|&k| pool.table.write_epochs.wrote(server, argv[k])),
+                    .for_each(|&k| pool.table.write_epochs.wrote(argv[k])),
             }
         }
         let frame = match cfg.ttl_jitter {
@@ -218,7 +218,10 @@ impl RedisSession {
         let slot = self.sink.alloc();
         if get && cfg.coalesce {
             let epochs = &pool.table.write_epochs;
-            if let Some(read) = ReadKey::new(epochs, server, cmd::REDIS_GET, argv[1]) {
+            if let Some(read) = pool
+                .flights
+                .candidate(epochs, server, cmd::REDIS_GET, argv[1])
+            {
                 if let Some(first) = pool.flights.read(&read, &self.sink, slot) {
                     pool.table.stats.joined(first);
                     self.push(Entry::Single { slot, get });
@@ -247,7 +250,7 @@ impl RedisSession {
         if writes && self.pool.table.config.coalesce {
             for (i, &s) in (first..argv.len()).step_by(step).zip(&servers) {
                 if s != u32::MAX {
-                    self.pool.table.write_epochs.wrote(s as usize, argv[i]);
+                    self.pool.table.write_epochs.wrote(argv[i]);
                 }
             }
         }
