@@ -103,8 +103,8 @@ pub struct PoolConfig {
     /// shardproxy extension (`client_timeout:`, ms, > 0): a client that leaves a request
     /// incomplete for longer is sent an error and closed.
     pub client_timeout: Duration,
-    /// shardproxy extension (`coalesce:`): identical reads in flight to the same server share
-    /// one backend request (default true).
+    /// shardproxy extension (`coalesce:`): identical reads of a key read recently, in flight to
+    /// the same server, share one backend request (default true).
     pub coalesce: bool,
     /// shardproxy extension (`ttl_jitter:`, percent): relative expiry times of writes are
     /// shortened by a random amount up to this fraction, so keys written together do not
