@@ -60,6 +60,8 @@ fn a_hot_key_storm_reaches_memcached_a_handful_of_times() {
     let (m, _relay, _proxy, port) = memcache_setup(50, "timeout: 2000");
     m.set_direct("hot", b"value");
     let want = b"VALUE hot 0 5\r\nvalue\r\nEND\r\n";
+    // A hot key is one read recently (a cold key's storm is only_a_key_read_recently_...).
+    warm(port, b"get hot\r\n", want);
     for wave in 0..3 {
         let before = m.stat("cmd_get");
         let replies = storm(port, 100, b"get hot\r\n", want.len());
@@ -69,8 +71,6 @@ fn a_hot_key_storm_reaches_memcached_a_handful_of_times() {
         );
         let reads = m.stat("cmd_get") - before;
         // One flight per worker (2) per wave, plus stragglers that arrive after a flight ended.
-        // In the first wave the key is cold: on each worker its first read is sent alone and
-        // the second leads.
         assert!(
             reads <= 8,
             "wave {wave}: {reads} backend reads for 100 client reads"
@@ -160,7 +160,8 @@ fn a_read_after_a_write_never_joins_an_older_flight() {
 
 #[test]
 fn a_leader_that_disconnects_strands_nobody() {
-    let (m, _relay, _proxy, port) = memcache_setup(100, "timeout: 2000");
+    // Replies held 300 ms: every read below is in flight before the leader's reply returns.
+    let (m, _relay, _proxy, port) = memcache_setup(300, "timeout: 3000");
     m.set_direct("k", b"v");
     let want = b"VALUE k 0 1\r\nv\r\nEND\r\n";
     warm(port, b"get k\r\n", want);
@@ -231,9 +232,10 @@ fn redis_get_storms_are_coalesced_too() {
             })
             .unwrap_or(0)
     };
-    let before = calls();
     static REQUEST: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     let request: &'static [u8] = REQUEST.get_or_init(|| resp_cmd(&[b"GET", b"hot"]));
+    warm(port, request, b"$5\r\nvalue\r\n");
+    let before = calls();
     let replies = storm(port, 100, request, b"$5\r\nvalue\r\n".len());
     assert!(replies.iter().all(|r| r == b"$5\r\nvalue\r\n"));
     assert!(

@@ -68,7 +68,7 @@ impl Default for WriteEpochs {
 
 /// The one hash computed per coalescable read: a per-process random seed (keys come from
 /// clients), shared by the filter, the index and the write epochs. The server is not hashed:
-/// within one route table a key has one server, and the index compares it anyway.
+/// the index compares it, and a key keeps its server except while one is ejected.
 #[inline]
 fn key_hash(key: &[u8]) -> u64 {
     // foldhash: seeded per process like std's SipHash, several times faster on short keys.
