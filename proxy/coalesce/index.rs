@@ -92,7 +92,7 @@ pub struct Flights {
 
 impl Flights {
     /// The read of `key` on `server` as one that can join or lead, or None: the key is too long
-    /// to coalesce, or was not read recently on this worker (see [`Recent`]; the read is then
+    /// to coalesce, or was not read recently on this worker (see `recent.rs`; the read is then
     /// sent as it is, and the key is remembered).
     #[inline]
     pub fn candidate<'a>(
