@@ -111,9 +111,15 @@ pub struct ReadKey<'a> {
 }
 
 impl<'a> ReadKey<'a> {
-    /// None for a key too long to coalesce.
-    #[inline]
-    pub fn new(epochs: &WriteEpochs, server: usize, cmd: u8, key: &'a [u8]) -> Option<ReadKey<'a>> {
+    /// The read with its epoch, bypassing the filter of recent keys (sessions go through
+    /// [`Flights::candidate`]); None for a key too long to coalesce.
+    #[cfg(test)]
+    pub(crate) fn new(
+        epochs: &WriteEpochs,
+        server: usize,
+        cmd: u8,
+        key: &'a [u8],
+    ) -> Option<ReadKey<'a>> {
         Some(ReadKey::hashed(server, cmd, key)?.at_epoch(epochs))
     }
 
