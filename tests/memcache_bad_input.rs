@@ -47,19 +47,12 @@ fn each_class_of_bad_request_gets_its_reply_and_the_connection_survives() {
             b"touch k soon\r\n",
             b"CLIENT_ERROR invalid exptime argument\r\n",
         ),
+        // A refused storage line with a readable length: the data block is skipped.
         (
-            b"set k abc 0 1\r\n",
+            b"set k abc 0 1\r\nx\r\n",
             b"CLIENT_ERROR bad command line format\r\n",
         ),
-        // A length memcached would wrap to 2: refused, and "ab" is then read as a command.
-        (
-            b"set k 0 0 4294967298\r\nab\r\n",
-            b"CLIENT_ERROR bad command line format\r\nERROR\r\n",
-        ),
-        (
-            b"set k 0 0 -1\r\n",
-            b"CLIENT_ERROR bad command line format\r\n",
-        ),
+        (b"set k 0 0 1 a b c\r\nx\r\n", b"ERROR\r\n"),
         (
             b"get a\0b\r\n",
             b"CLIENT_ERROR key contains a control character\r\n",
@@ -220,4 +213,116 @@ fn memory_stays_bounded_under_endless_lines_and_unread_pipelines() {
     assert!(grown < 64 * 1024, "proxy RSS grew by {grown} KiB");
     drop(c);
     still_works(&mut f.client());
+}
+
+/// Issue 12, item 3: a storage line memcached accepts means what memcached makes of it, and a
+/// refused one never has its data block parsed as a command, by the proxy or a backend.
+#[test]
+fn stored_values_never_run_as_commands() {
+    let f = fixture("");
+    let mut c = f.client();
+    // Keys on every server, so that a flush of any of them would show.
+    for i in 0..20 {
+        c.expect(
+            format!("set keep{i} 0 0 1\r\nk\r\n").as_bytes(),
+            b"STORED\r\n",
+        );
+    }
+    let keep = |f: &Cluster<Memcached>| {
+        (0..20)
+            .filter(|i| {
+                f.servers
+                    .iter()
+                    .any(|s| s.get_direct(&format!("keep{i}")).is_some())
+            })
+            .count()
+    };
+    // Accepted by memcached, so stored through the proxy: an exptime in milliseconds (wraps
+    // to a negative int32: memcached stores the item already expired), a signed length, flags
+    // of 2^32 (stored as 0), a `\r\r\n` line ending.
+    c.expect(
+        b"set note 0 1796537489000 9\r\nflush_all\r\n",
+        b"STORED\r\n",
+    );
+    c.expect(b"set plus 0 0 +9\r\nflush_all\r\n", b"STORED\r\n");
+    c.expect(b"get plus\r\n", b"VALUE plus 0 9\r\nflush_all\r\nEND\r\n");
+    c.expect(b"set fl 4294967296 0 9\r\nflush_all\r\n", b"STORED\r\n");
+    c.expect(b"get fl\r\n", b"VALUE fl 0 9\r\nflush_all\r\nEND\r\n");
+    c.expect(b"set crcr 0 0 2\r\r\nok\r\n", b"STORED\r\n");
+    c.expect(b"get crcr\r\n", b"VALUE crcr 0 2\r\nok\r\nEND\r\n");
+    // Refused with a readable length: the block is skipped, one reply, the connection lives.
+    c.expect(
+        b"set bad x 0 9\r\nflush_all\r\n",
+        b"CLIENT_ERROR bad command line format\r\n",
+    );
+    c.expect(b"cas bad 0 0 9\r\nflush_all\r\n", b"ERROR\r\n");
+    still_works(&mut c);
+    assert_eq!(keep(&f), 20, "a data block ran as flush_all");
+    // A length memcached would wrap (2^32+2 means 2 there): refused, and everything the client
+    // announced is skipped, so the "flush_all" inside never runs.
+    let mut w = f.client();
+    w.expect(
+        b"set k 0 0 4294967298\r\nab\r\nflush_all\r\n",
+        b"CLIENT_ERROR bad command line format\r\n",
+    );
+    // A length that cannot be read: the error, then the connection is closed.
+    let mut n = f.client();
+    n.send(b"set k 0 0 -1\r\nflush_all\r\n");
+    assert_eq!(n.read_line(), b"CLIENT_ERROR bad command line format\r\n");
+    assert!(n.is_closed());
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(keep(&f), 20, "a data block ran as flush_all");
+    for s in &f.servers {
+        assert_eq!(s.get_direct("k"), None);
+        assert_eq!(s.get_direct("bad"), None);
+    }
+}
+
+/// Issue 12, item 7: refused requests that said `noreply` get no reply, as from memcached,
+/// so the next reply the client reads is its next request's (pymemcache sends noreply).
+#[test]
+fn refused_noreply_requests_stay_silent() {
+    let f = fixture("");
+    let direct = Memcached::start();
+    let mut big = b"set big 0 0 2000000 noreply\r\n".to_vec();
+    big.extend(std::iter::repeat_n(b'v', 2_000_000));
+    big.extend_from_slice(b"\r\n");
+    // (request, whether memcached itself stays in step: it runs the data block of a line
+    // with bad numbers as a command, which the proxy never does)
+    let silent: Vec<(&[u8], bool)> = vec![
+        (&big, true),
+        (b"set k\x01 0 0 1 noreply\r\nx\r\n", true),
+        (b"incr k abc noreply\r\n", true),
+        (b"touch k soon noreply\r\n", true),
+        (b"delete k 5 noreply\r\n", true),
+        (b"set k 0 0 3 noreply\r\nabcXY", true),
+        (b"cas k 0 0 1 x noreply\r\nx\r\n", false),
+        (b"set k x 0 1 noreply\r\nx\r\n", false),
+    ];
+    for (request, memcached_in_step) in silent {
+        let mut c = f.client();
+        c.send(request);
+        c.expect(b"get a\r\n", b"END\r\n");
+        let mut m = RawClient::connect(&direct.addr());
+        m.send(request);
+        let first = if memcached_in_step {
+            &b"END\r\n"[..]
+        } else {
+            b"ERROR\r\n"
+        };
+        m.expect(b"get a\r\n", first);
+    }
+}
+
+/// Issue 12, item 8: what memcached accepts, the proxy accepts.
+#[test]
+fn lenient_forms_memcached_accepts() {
+    let f = fixture("");
+    let mut c = f.client();
+    c.expect(b"gat 0\r\n", b"END\r\n");
+    c.expect(b"set g 0 0 1\r\nv\r\n", b"STORED\r\n");
+    c.expect(b"gat 4294967396 g\r\n", b"VALUE g 0 1\r\nv\r\nEND\r\n");
+    c.expect(b"touch g 4294967396\r\n", b"TOUCHED\r\n");
+    c.expect(b"incr n 1\r\r\n", b"NOT_FOUND\r\n");
+    still_works(&mut c);
 }

@@ -41,6 +41,11 @@ impl MultiGet {
 
 impl McSession {
     pub(super) fn retrieval(&mut self, req: &Request, frame: Bytes) {
+        if req.keys.is_empty() {
+            // `gat <exptime>` with no key: memcached answers an empty result.
+            self.push(Entry::Ready(Bytes::from_static(b"END\r\n")));
+            return;
+        }
         let coalesce =
             self.pool.table.config.coalesce && matches!(req.cmd, Command::Get | Command::Gets);
         let kind = if req.cmd == Command::Gets {

@@ -149,7 +149,9 @@ impl McSession {
 
     fn flush_all(&mut self, req: &Request) {
         if !self.pool.table.config.allow_flush_all {
-            self.ready(b"SERVER_ERROR flush_all is disabled for this pool\r\n");
+            if !req.noreply {
+                self.ready(b"SERVER_ERROR flush_all is disabled for this pool\r\n");
+            }
             return;
         }
         self.pool.table.write_epochs.wrote_all();

@@ -4,8 +4,14 @@
 //! proxy (backend connections are shared, so anything a backend misreads lands on *other*
 //! clients), and as forgiving as memcached everywhere else, so that applications see the
 //! replies they already handle:
-//! - data lengths must be plain decimals below 2^31: memcached silently wraps 2^32+2 to 2, and
-//!   the rest of such a "value" would then run as commands on a shared connection;
+//! - numbers are read as memcached reads them (`number.rs`: a sign, a trailing `\r`, values
+//!   truncated to 32 bits) and forwarded as plain decimals, except data lengths of 2^31 - 2
+//!   and more: memcached refuses those or silently wraps them (2^32+2 becomes 2), and the rest
+//!   of such a "value" would run as commands on a shared connection;
+//! - a refused storage command has its data block skipped whenever its length can be read,
+//!   and the connection is closed when it cannot, so no byte a client sent as data is ever
+//!   parsed as a command (memcached itself runs such blocks as commands);
+//! - a refused request that said `noreply` gets no reply, as from memcached;
 //! - keys may not hold control bytes: memcached truncates a key at NUL, so the proxy would route
 //!   one key and the server would store another;
 //! - every line has a length limit, `get` lines included (memcached buffers those without end).
@@ -18,7 +24,7 @@ use std::ops::Range;
 use bytes::Bytes;
 use memchr::memchr;
 
-use super::Limits;
+use super::{number, Limits};
 
 /// The memcached commands the proxy understands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -290,19 +296,21 @@ pub fn parse_reusing(buf: &[u8], limits: &Limits, mut keys: Vec<Range<usize>>) -
     } else {
         let mut args = [0..0, 0..0, 0..0, 0..0, 0..0, 0..0, 0..0, 0..0];
         let mut n = 0;
+        let mut more = false;
         for tok in tokens.by_ref() {
             if n == MAX_TOKENS {
-                return reject(ERROR, header_len, After::Continue);
+                more = true;
+                break;
             }
             args[n] = tok;
             n += 1;
         }
-        parse_other(&mut req, line, &args[..n], limits)
+        parse_other(&mut req, line, &args[..n], more, limits)
     };
-    match outcome {
-        Ok(()) => {}
-        Err(Bad::Reply(reply)) => return reject(reply, header_len, After::Continue),
-        Err(Bad::Swallow(reply, n)) => return reject(reply, header_len, After::Swallow(n)),
+    if let Err(bad) = outcome {
+        // memcached stays silent about a refused request that asked for no reply.
+        let reply = if req.noreply { &b""[..] } else { bad.reply };
+        return reject(reply, header_len, bad.after);
     }
     if !cmd.is_storage() {
         return Parsed::Request(req, header_len);
@@ -315,15 +323,39 @@ pub fn parse_reusing(buf: &[u8], limits: &Limits, mut keys: Vec<Range<usize>>) -
     if &buf[header_len + len..total] != b"\r\n" {
         // memcached consumes exactly <bytes>+2 and reports the chunk; we do the same, so a
         // client that miscounted stays in step with what memcached would have done.
-        return reject(BAD_CHUNK, total, After::Continue);
+        let reply = if req.noreply { &b""[..] } else { BAD_CHUNK };
+        return reject(reply, total, After::Continue);
     }
     req.data = header_len..header_len + len;
     Parsed::Request(req, total)
 }
 
-enum Bad {
-    Reply(&'static [u8]),
-    Swallow(&'static [u8], u64),
+/// Why a request is refused, and what happens to the bytes after its command line.
+struct Bad {
+    reply: &'static [u8],
+    after: After,
+}
+
+impl Bad {
+    fn reply(reply: &'static [u8]) -> Bad {
+        Bad {
+            reply,
+            after: After::Continue,
+        }
+    }
+
+    /// A refused storage command: its data block (`declared` bytes plus CRLF) is skipped when
+    /// its length could be read, so that no byte of it is ever parsed as a command; when it
+    /// could not, nothing after the line can be trusted and the connection is closed.
+    fn storage(reply: &'static [u8], declared: Option<u64>) -> Bad {
+        Bad {
+            reply,
+            after: match declared {
+                Some(len) => After::Swallow(len + 2),
+                None => After::Close,
+            },
+        }
+    }
 }
 
 fn is_retrieval_prefix(buf: &[u8]) -> bool {
@@ -334,26 +366,36 @@ fn is_retrieval_prefix(buf: &[u8]) -> bool {
 }
 
 fn parse_retrieval(req: &mut Request, tokens: &mut Tokens<'_>, limits: &Limits) -> Result<(), Bad> {
-    if matches!(req.cmd, Command::Gat | Command::Gats) {
-        let t = tokens.next().ok_or(Bad::Reply(ERROR))?;
-        req.exptime = parse_exptime(&tokens.line[t]).ok_or(Bad::Reply(BAD_EXPTIME))?;
-    }
     let line = tokens.line;
+    if matches!(req.cmd, Command::Gat | Command::Gats) {
+        let t = tokens.next().ok_or(Bad::reply(ERROR))?;
+        let exptime = number::strtol_i32(&line[t]).ok_or(Bad::reply(BAD_EXPTIME))?;
+        req.exptime = i64::from(exptime);
+        // `gat <exptime>` with no key is answered `END` by memcached (the session does too).
+        for key in tokens.by_ref() {
+            check_key(&line[key.clone()], limits)?;
+            req.keys.push(key);
+        }
+        return Ok(());
+    }
     for key in tokens.by_ref() {
         check_key(&line[key.clone()], limits)?;
         req.keys.push(key);
     }
     if req.keys.is_empty() {
-        return Err(Bad::Reply(ERROR));
+        return Err(Bad::reply(ERROR));
     }
     Ok(())
 }
 
-/// Everything but retrievals: `spans` are the argument tokens after the verb.
+/// Everything but retrievals: `spans` are the argument tokens after the verb (`more`: the line
+/// had more than [`MAX_TOKENS`]). Token counts, `noreply` detection and number parsing follow
+/// memcached 1.6's `process_command_ascii` and the `process_*_command` functions it calls.
 fn parse_other(
     req: &mut Request,
     line: &[u8],
     spans: &[Range<usize>],
+    more: bool,
     limits: &Limits,
 ) -> Result<(), Bad> {
     let mut words: [&[u8]; MAX_TOKENS] = [b""; MAX_TOKENS];
@@ -362,7 +404,8 @@ fn parse_other(
     }
     let args = &words[..spans.len()];
     let key_at = |i: usize| spans[i].clone();
-    let noreply_at = |i: usize| args.get(i).is_some_and(|a| *a == b"noreply");
+    // memcached's `set_noreply_maybe`: the last token is exactly `noreply`.
+    let last_is_noreply = !more && args.last().is_some_and(|a| *a == b"noreply");
     match req.cmd {
         Command::Set
         | Command::Add
@@ -370,83 +413,97 @@ fn parse_other(
         | Command::Append
         | Command::Prepend
         | Command::Cas => {
+            // The length memcached would read, if it can be read at all: what a refused
+            // line's data block is skipped by.
+            let declared = args
+                .get(3)
+                .and_then(|a| number::strtol(a))
+                .and_then(|l| u64::try_from(l).ok());
             let want = if req.cmd == Command::Cas { 5 } else { 4 };
-            if args.len() != want && !(args.len() == want + 1 && noreply_at(want)) {
-                return Err(Bad::Reply(ERROR));
+            // A sixth (cas: seventh) token that is not `noreply` is ignored, as memcached does.
+            if more || !(want..=want + 1).contains(&args.len()) {
+                return Err(Bad::storage(ERROR, declared));
             }
-            req.noreply = args.len() == want + 1;
-            let flags = parse_u64(args[1]).filter(|&f| f <= u32::MAX as u64);
-            let exptime = parse_exptime(args[2]);
-            let len = parse_u64(args[3]).filter(|&l| l <= MAX_DATA_LEN);
+            req.noreply = last_is_noreply;
+            if args[0].len() > limits.max_key_len {
+                return Err(Bad::storage(BAD_FORMAT, declared));
+            }
+            let flags = number::strtoul_u32(args[1]);
+            let exptime = number::strtol_i32(args[2]);
             let cas = if req.cmd == Command::Cas {
-                parse_u64(args[4])
+                number::strtoull(args[4])
             } else {
                 Some(0)
             };
-            let (Some(flags), Some(exptime), Some(len), Some(cas)) = (flags, exptime, len, cas)
+            let (Some(flags), Some(exptime), Some(len), Some(cas)) =
+                (flags, exptime, declared, cas)
             else {
-                // The length cannot be trusted, so the data block cannot be skipped: like
-                // memcached, the client's next line is read as a command.
-                return Err(Bad::Reply(BAD_FORMAT));
+                return Err(Bad::storage(BAD_FORMAT, declared));
             };
-            if args[0].len() > limits.max_key_len {
-                return Err(Bad::Swallow(BAD_FORMAT, len + 2));
+            if len > MAX_DATA_LEN {
+                // memcached refuses these, or wraps them to 32 bits and reads the rest of the
+                // value as commands; the proxy refuses and skips all that the client announced.
+                return Err(Bad::storage(BAD_FORMAT, declared));
             }
             if has_control(args[0]) {
-                return Err(Bad::Swallow(BAD_KEY, len + 2));
+                return Err(Bad::storage(BAD_KEY, declared));
             }
             if len > limits.item_size_max as u64 {
-                return Err(Bad::Swallow(TOO_LARGE, len + 2));
+                return Err(Bad::storage(TOO_LARGE, declared));
             }
             req.keys.push(key_at(0));
-            (req.flags, req.exptime, req.cas) = (flags as u32, exptime, cas);
+            (req.flags, req.exptime, req.cas) = (flags, i64::from(exptime), cas);
             req.data = 0..len as usize;
         }
         Command::Delete => {
-            let valid = match args.len() {
-                1 => true,
-                2 => args[1] == b"0" || noreply_at(1),
-                3 => args[1] == b"0" && noreply_at(2),
-                _ => false,
-            };
-            if !valid {
-                return Err(Bad::Reply(if args.is_empty() { ERROR } else { BAD_DELETE }));
+            if args.is_empty() || args.len() > 3 || more {
+                return Err(Bad::reply(ERROR));
+            }
+            if args.len() > 1 {
+                req.noreply = last_is_noreply;
+                let hold_is_zero = args[1] == b"0";
+                let valid = (args.len() == 2 && (hold_is_zero || req.noreply))
+                    || (args.len() == 3 && hold_is_zero && req.noreply);
+                if !valid {
+                    return Err(Bad::reply(BAD_DELETE));
+                }
             }
             check_key(args[0], limits)?;
             req.keys.push(key_at(0));
-            req.noreply = noreply_at(args.len() - 1);
         }
         Command::Incr | Command::Decr | Command::Touch => {
-            if args.len() != 2 && !(args.len() == 3 && noreply_at(2)) {
-                return Err(Bad::Reply(ERROR));
+            if !(2..=3).contains(&args.len()) || more {
+                return Err(Bad::reply(ERROR));
             }
+            req.noreply = last_is_noreply;
             check_key(args[0], limits)?;
             if req.cmd == Command::Touch {
-                req.exptime = parse_exptime(args[1]).ok_or(Bad::Reply(BAD_EXPTIME))?;
+                let exptime = number::strtol_i32(args[1]).ok_or(Bad::reply(BAD_EXPTIME))?;
+                req.exptime = i64::from(exptime);
             } else {
-                req.delta = parse_u64(args[1]).ok_or(Bad::Reply(BAD_DELTA))?;
+                req.delta = number::strtoull(args[1]).ok_or(Bad::reply(BAD_DELTA))?;
             }
             req.keys.push(key_at(0));
-            req.noreply = args.len() == 3;
         }
         Command::FlushAll => {
-            req.noreply = args.last().is_some_and(|a| *a == b"noreply");
-            match &args[..args.len() - req.noreply as usize] {
-                [] => {}
-                [delay] => {
-                    req.exptime = parse_exptime(delay).ok_or(Bad::Reply(BAD_EXPTIME))?;
-                    req.has_arg = true;
-                }
-                _ => return Err(Bad::Reply(ERROR)),
+            if args.len() > 2 || more {
+                return Err(Bad::reply(ERROR));
+            }
+            req.noreply = last_is_noreply;
+            // memcached reads a delay from the first argument unless the only one is
+            // `noreply`; a further argument is ignored.
+            if args.len() > usize::from(req.noreply) {
+                let delay = number::strtol_i32(args[0]).ok_or(Bad::reply(BAD_EXPTIME))?;
+                req.exptime = i64::from(delay);
+                req.has_arg = true;
             }
         }
         Command::Verbosity => {
-            // memcached answers `OK` to one or two arguments whatever they are (the level is
-            // not validated), and stays silent when the last is `noreply`.
-            if !(1..=2).contains(&args.len()) {
-                return Err(Bad::Reply(ERROR));
+            if !(1..=2).contains(&args.len()) || more {
+                return Err(Bad::reply(ERROR));
             }
-            req.noreply = args.last().is_some_and(|a| *a == b"noreply");
+            req.noreply = last_is_noreply;
+            number::strtoul_u32(args[0]).ok_or(Bad::reply(BAD_FORMAT))?;
         }
         Command::Stats => {
             if let (Some(first), Some(last)) = (spans.first(), spans.last()) {
@@ -464,10 +521,10 @@ fn parse_other(
 
 fn check_key(key: &[u8], limits: &Limits) -> Result<(), Bad> {
     if key.len() > limits.max_key_len {
-        return Err(Bad::Reply(BAD_FORMAT));
+        return Err(Bad::reply(BAD_FORMAT));
     }
     if has_control(key) {
-        return Err(Bad::Reply(BAD_KEY));
+        return Err(Bad::reply(BAD_KEY));
     }
     Ok(())
 }
@@ -490,20 +547,6 @@ pub(crate) fn parse_u64(s: &[u8]) -> Option<u64> {
             None
         }
     })
-}
-
-/// An expiry time: a signed decimal that fits memcached's 32-bit int (negative means "already
-/// expired", which memcached accepts).
-fn parse_exptime(s: &[u8]) -> Option<i64> {
-    let (neg, digits) = match s.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, s),
-    };
-    let v = parse_u64(digits)? as i64;
-    let v = if neg { -v } else { v };
-    (i32::MIN as i64..=i32::MAX as i64)
-        .contains(&v)
-        .then_some(v)
 }
 
 /// Space-separated tokens of a command line, as byte ranges (memcached splits on spaces only).

@@ -142,14 +142,14 @@ fn bad_key_on_set_skips_the_value() {
 }
 
 #[test]
-fn lengths_that_memcached_would_wrap_are_refused() {
-    for len in [
-        "4294967298",
-        "1099511627776",
-        "2147483647",
-        "-1",
-        "12a",
-        "+5",
+fn lengths_that_memcached_would_wrap_are_refused_and_skipped() {
+    // A length that reads as a number is refused when memcached would refuse or wrap it, and
+    // everything the client announced is skipped: none of it may run as a command.
+    for (len, skip) in [
+        ("4294967298", 4294967300u64),
+        ("1099511627776", 1099511627778),
+        ("2147483647", 2147483649),
+        ("2147483646", 2147483648),
     ] {
         let line = format!("set k 0 0 {len}\r\nab\r\n");
         let r = rejected(line.as_bytes());
@@ -158,18 +158,110 @@ fn lengths_that_memcached_would_wrap_are_refused() {
             b"CLIENT_ERROR bad command line format\r\n",
             "{len}"
         );
-        // The length can't be trusted, so nothing is skipped beyond the command line.
         assert_eq!(
             (r.consumed, r.after),
-            (line.len() - 4, After::Continue),
+            (line.len() - 4, After::Swallow(skip)),
             "{len}"
         );
     }
-    let r = rejected(b"set k 4294967296 0 1\r\na\r\n");
+    // A length that cannot be read at all: nothing after the line can be trusted.
+    for len in ["-1", "12a", "x", "99999999999999999999"] {
+        let line = format!("set k 0 0 {len}\r\nab\r\n");
+        let r = rejected(line.as_bytes());
+        assert_eq!(
+            (r.reply.as_ref(), r.after),
+            (
+                &b"CLIENT_ERROR bad command line format\r\n"[..],
+                After::Close
+            ),
+            "{len}"
+        );
+    }
+}
+
+#[test]
+fn numbers_are_read_as_memcached_reads_them() {
+    // An exptime in milliseconds is stored by memcached as the int32 it wraps to.
+    let input = b"set note 0 1796537489000 9\r\nflush_all\r\n";
+    let (r, used) = req(input);
+    assert_eq!(used, input.len());
+    assert_eq!(r.exptime, i64::from(1796537489000i64 as i32));
+    assert_eq!(&input[r.data.clone()], b"flush_all");
+    // A signed length, flags of 2^32 (stored as 0), a `\r\r\n` line ending.
+    let (r, _) = req(b"set k +1 0 +3\r\nabc\r\n");
+    assert_eq!((r.flags, r.data.len()), (1, 3));
+    let (r, _) = req(b"set k 4294967296 0 1\r\na\r\n");
+    assert_eq!(r.flags, 0);
+    let (r, _) = req(b"set k 0 0 1\r\r\na\r\n");
+    assert_eq!(r.data.len(), 1);
     assert_eq!(
-        r.reply.as_ref(),
-        b"CLIENT_ERROR bad command line format\r\n"
+        canonical(b"set k +5 +0 1\r\na\r\n"),
+        b"set k 5 0 1\r\na\r\n"
     );
+    // gat and touch take exptimes over 2^31 the same way.
+    assert_eq!(req(b"gat 4294967396 k\r\n").0.exptime, 100);
+    assert_eq!(req(b"touch k 4294967396\r\n").0.exptime, 100);
+    // A token after the arguments that is not `noreply` is ignored, with a reply.
+    let (r, _) = req(b"set k 0 0 1 junk\r\na\r\n");
+    assert!(!r.noreply);
+    assert!(!req(b"incr k 1 junk\r\n").0.noreply);
+}
+
+#[test]
+fn a_refused_storage_line_never_runs_its_data() {
+    // Bad flags, a bad exptime, a bad cas, a long key, too many tokens: the block is skipped.
+    for line in [
+        &b"set k x 0 9\r\nflush_all\r\n"[..],
+        b"set k 0 x 9\r\nflush_all\r\n",
+        b"cas k 0 0 9 x\r\nflush_all\r\n",
+        b"cas k 0 0 9\r\nflush_all\r\n",
+        b"set k 0 0 9 a b c d e\r\nflush_all\r\n",
+    ] {
+        let r = rejected(line);
+        assert_eq!(
+            r.after,
+            After::Swallow(11),
+            "{}",
+            String::from_utf8_lossy(line)
+        );
+        assert_eq!(r.consumed, line.len() - 11);
+    }
+    let long = format!("set {} 0 0 9\r\nflush_all\r\n", "k".repeat(251));
+    assert_eq!(rejected(long.as_bytes()).after, After::Swallow(11));
+    // No length at all: close after the error.
+    assert_eq!(rejected(b"set k 0 0\r\n").after, After::Close);
+}
+
+#[test]
+fn refused_noreply_requests_are_silent() {
+    for line in [
+        &b"set k 0 0 2000000 noreply\r\n"[..],
+        b"set k\x01 0 0 1 noreply\r\na\r\n",
+        b"set k x 0 1 noreply\r\na\r\n",
+        b"set k 0 0 3 noreply\r\nabcde\r\n",
+        b"incr k x noreply\r\n",
+        b"touch k x noreply\r\n",
+        b"delete k 5 noreply\r\n",
+        b"cas k 0 0 1 x noreply\r\na\r\n",
+        b"flush_all x noreply\r\n",
+    ] {
+        let r = rejected(line);
+        assert_eq!(r.reply.as_ref(), b"", "{}", String::from_utf8_lossy(line));
+    }
+    // Without a valid token count there is no noreply: memcached answers ERROR.
+    // memcached looks at the last token whatever the count: `incr k noreply` is silent.
+    assert_eq!(rejected(b"incr k noreply\r\n").reply.as_ref(), b"");
+    assert_eq!(
+        rejected(b"set k 0 noreply\r\n").reply.as_ref(),
+        b"ERROR\r\n"
+    );
+}
+
+#[test]
+fn gat_without_a_key_is_an_empty_result() {
+    let (r, _) = req(b"gat 0\r\n");
+    assert!(r.keys.is_empty());
+    assert_eq!(rejected(b"gat\r\n").reply.as_ref(), b"ERROR\r\n");
 }
 
 #[test]
@@ -217,7 +309,13 @@ fn pool_commands() {
     encode_pool_command(&r, &mut out);
     assert_eq!(&out[..], b"flush_all 10\r\n");
     assert_eq!(req(b"verbosity 1\r\n").0.cmd, Command::Verbosity);
-    assert!(req(b"verbosity noreply\r\n").0.noreply);
+    assert!(req(b"verbosity 1 noreply\r\n").0.noreply);
+    // memcached reads the level first: `verbosity noreply` is a silent format error.
+    assert_eq!(rejected(b"verbosity noreply\r\n").reply.as_ref(), b"");
+    assert_eq!(
+        rejected(b"verbosity x\r\n").reply.as_ref(),
+        b"CLIENT_ERROR bad command line format\r\n"
+    );
     assert_eq!(rejected(b"verbosity\r\n").reply.as_ref(), b"ERROR\r\n");
     assert_eq!(
         rejected(b"verbosity a b c\r\n").reply.as_ref(),
