@@ -177,6 +177,10 @@ const POOL_COUNTERS: &[(&str, &str)] = &[
         "coalesce_flights_total",
         "Backend reads that identical reads joined",
     ),
+    (
+        "client_output_limit_total",
+        "Clients disconnected for being owed more reply bytes than client_output_limit",
+    ),
 ];
 
 const SERVER_COUNTERS: &[(&str, &str)] = &[
@@ -325,6 +329,11 @@ pub struct PoolStats {
     pub bytes_written: Counter,
     pub coalesced: Counter,
     pub flights: Counter,
+    pub output_limit: Counter,
+    /// When a client disconnected by `client_output_limit` was last logged (ms since the
+    /// Unix epoch): such disconnects are logged at most once per interval per pool, with
+    /// the count, so that a client reconnecting in a loop cannot flood the log.
+    pub output_limit_logged: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Indexed by command class (see [`class`]).
     pub requests: Vec<Counter>,
     pub responses: Vec<Counter>,
@@ -358,6 +367,8 @@ impl PoolStats {
             bytes_written: m.pool_counter("sent_bytes_total", pool),
             coalesced: m.pool_counter("coalesced_requests_total", pool),
             flights: m.pool_counter("coalesce_flights_total", pool),
+            output_limit: m.pool_counter("client_output_limit_total", pool),
+            output_limit_logged: Default::default(),
             requests: by_class(&m.requests),
             responses: by_class(&m.responses),
             errors: kind::NAMES.map(|k| Counter(m.errors.with_label_values(&[pool, k]))),

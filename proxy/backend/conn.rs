@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::sink::Target;
-use super::{BackendError, Framing, Handshake, HealthCtx};
+use super::{BackendError, Framing, Handshake, HealthCtx, Skip};
 use crate::config::ServerAddr;
 use crate::net::{Readiness, Stream};
 use crate::stats::ServerStats;
@@ -38,6 +38,10 @@ const MAX_PENDING: usize = 64 * 1024;
 const MAX_UNWRITTEN: usize = 64 * 1024 * 1024;
 /// Read buffer headroom reserved before each read.
 const READ_CHUNK: usize = 16 * 1024;
+/// Read buffer headroom while a reply too large for its client is dropped.
+const SKIP_CHUNK: usize = 256 * 1024;
+/// An empty read buffer larger than this is freed (a large reply went through it).
+const SHRINK_ABOVE: usize = 1024 * 1024;
 
 /// Sends the handshake and checks that every reply is a success (not `-ERR`/`-WRONGPASS`).
 async fn handshake(stream: &Stream, h: &Handshake) -> Result<(), BackendError> {
@@ -108,6 +112,9 @@ pub struct ConnSettings {
     pub connect_timeout: Duration,
     /// Largest value a reply may announce before the stream is declared corrupt.
     pub max_value: usize,
+    /// Largest reply held for a client (the pool's `client_output_limit`): a larger one is
+    /// read and dropped as it streams in, and its client is disconnected.
+    pub max_reply: usize,
     pub preconnect: bool,
     /// `pool/server`, for logs.
     pub label: Arc<str>,
@@ -395,6 +402,7 @@ impl BackendConn {
     async fn serve(&self, stream: &Rc<Stream>) -> BackendError {
         self.state.borrow_mut().stream = Some(stream.clone());
         let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+        let mut skipping: Option<Skip> = None;
         // One timer for the connection, armed for the oldest request's deadline and left alone
         // until it fires: deadlines only grow (each is its send time plus the pool timeout), so
         // it never fires late, at worst early, once, and then moves on to the oldest request
@@ -421,7 +429,7 @@ impl BackendConn {
                         Err(e) => return BackendError::io(&e),
                     };
                     if ready.is_readable() {
-                        if let Err(e) = self.read(&mut ready, &mut rbuf) {
+                        if let Err(e) = self.read(&mut ready, &mut rbuf, &mut skipping) {
                             return e;
                         }
                     }
@@ -450,20 +458,35 @@ impl BackendConn {
         Ok(false)
     }
 
-    fn read(&self, ready: &mut Readiness<'_>, rbuf: &mut BytesMut) -> Result<(), BackendError> {
+    fn read(
+        &self,
+        ready: &mut Readiness<'_>,
+        rbuf: &mut BytesMut,
+        skipping: &mut Option<Skip>,
+    ) -> Result<(), BackendError> {
         loop {
-            if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
-                rbuf.reserve(READ_CHUNK);
+            if rbuf.is_empty() && rbuf.capacity() > SHRINK_ABOVE {
+                // A large reply passed through: give its buffer back.
+                *rbuf = BytesMut::new();
+            }
+            // Large reads while a reply is dropped: fewer system calls per byte thrown away.
+            let chunk = if skipping.is_some() {
+                SKIP_CHUNK
+            } else {
+                READ_CHUNK
+            };
+            if rbuf.capacity() - rbuf.len() < chunk / 4 {
+                rbuf.reserve(chunk);
             }
             match ready.read(rbuf) {
                 Ok(0) => {
                     self.stats.server_eof.inc();
-                    self.deliver_complete(rbuf)?;
+                    self.deliver_complete(rbuf, skipping)?;
                     return Err(BackendError::Closed);
                 }
                 Ok(n) => {
                     self.stats.response_bytes.add(n as u64);
-                    self.deliver_complete(rbuf)?;
+                    self.deliver_complete(rbuf, skipping)?;
                     if !ready.is_readable() {
                         return Ok(()); // drained: readiness already cleared
                     }
@@ -474,19 +497,42 @@ impl BackendConn {
         }
     }
 
-    /// Frames every complete reply in `rbuf` and hands each to its request.
-    fn deliver_complete(&self, rbuf: &mut BytesMut) -> Result<(), BackendError> {
+    /// Frames every complete reply in `rbuf` and hands each to its request. A reply that
+    /// grows past `max_reply` before it is complete is answered `ReplyTooLarge` at once and
+    /// then dropped as it streams in (`skipping`), so no reply is ever buffered whole beyond
+    /// what one client may be owed.
+    fn deliver_complete(
+        &self,
+        rbuf: &mut BytesMut,
+        skipping: &mut Option<Skip>,
+    ) -> Result<(), BackendError> {
         while !rbuf.is_empty() {
+            if let Some(skip) = skipping {
+                let (used, done) = skip.skip(rbuf)?;
+                rbuf.advance(used);
+                if !done {
+                    return Ok(());
+                }
+                *skipping = None;
+                continue;
+            }
             let framing = match self.state.borrow().pending.front() {
                 Some(p) => p.framing,
                 // Bytes nobody asked for (an admission error at connect, or a desynced
                 // server): forwarding them would answer someone else's request.
                 None => return Err(BackendError::Protocol("unsolicited reply")),
             };
-            let Some(len) = framing.frame(rbuf, self.settings.max_value)? else {
-                return Ok(());
+            let reply = match framing.frame(rbuf, self.settings.max_value)? {
+                Some(len) => Ok(rbuf.split_to(len).freeze()),
+                None if rbuf.len() > self.settings.max_reply => match framing.skipper() {
+                    Some(skip) => {
+                        *skipping = Some(skip);
+                        Err(BackendError::ReplyTooLarge)
+                    }
+                    None => return Ok(()),
+                },
+                None => return Ok(()),
             };
-            let reply = rbuf.split_to(len).freeze();
             let done = {
                 let mut st = self.state.borrow_mut();
                 st.expired = st.expired.saturating_sub(1);
@@ -499,7 +545,7 @@ impl BackendConn {
                 self.stats.responses.inc();
                 self.settings.health.success();
                 self.stats.in_flight.dec();
-                p.target.deliver(Ok(reply));
+                p.target.deliver(reply);
             }
         }
         Ok(())

@@ -33,6 +33,10 @@ pub enum BackendError {
     Protocol(&'static str),
     #[error("Connection closed by server")]
     Closed,
+    /// The reply is larger than its client may be owed (`client_output_limit`): the backend
+    /// connection reads it and drops it, and the client is disconnected.
+    #[error("reply larger than client_output_limit")]
+    ReplyTooLarge,
     /// The connection handshake (AUTH, SELECT) was refused; the text is the server's.
     #[error("backend refused the connection setup: {0}")]
     Handshake(Arc<str>),
@@ -78,6 +82,34 @@ impl Framing {
     }
 }
 
+/// A reply being read and dropped because it is too large for its client.
+pub(crate) enum Skip {
+    Memcache(memcache::response::SkipValues),
+    Resp(resp::reply::SkipReply),
+}
+
+impl Framing {
+    /// A skipper for a reply of this framing that does not fit in memory; None for replies
+    /// that are one short line (they are never too large).
+    pub(crate) fn skipper(self) -> Option<Skip> {
+        match self {
+            Framing::Memcache(memcache::Expect::Values) => Some(Skip::Memcache(Default::default())),
+            Framing::Memcache(_) => None,
+            Framing::Resp => Some(Skip::Resp(Default::default())),
+        }
+    }
+}
+
+impl Skip {
+    /// Drops what it can of `buf`: the bytes used, and whether the reply ended.
+    pub(crate) fn skip(&mut self, buf: &[u8]) -> Result<(usize, bool), BackendError> {
+        match self {
+            Skip::Memcache(s) => s.skip(buf).map_err(|e| BackendError::Protocol(e.0)),
+            Skip::Resp(s) => s.skip(buf).map_err(|e| BackendError::Protocol(e.0)),
+        }
+    }
+}
+
 /// Requests a new connection sends before any client request (Redis `AUTH`, `SELECT`), each
 /// of which must succeed, or the connection is closed and its requests fail with the reason.
 #[derive(Clone, Debug, Default)]
@@ -96,6 +128,8 @@ pub struct ServerIdentity {
     pub handshake: Option<bytes::Bytes>,
     pub policy: EjectPolicy,
     pub preconnect: bool,
+    /// The pool's `client_output_limit`: connections drop replies larger than this.
+    pub max_reply: usize,
 }
 
 /// One backend server as seen by one worker: up to `server_connections` connections, used

@@ -7,7 +7,7 @@
 //! each slot and the sink is freed with the last one. A slot whose read others joined
 //! (coalescing) hands them their copies when it completes.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use crate::coalesce::{Flights, Lead, LeadMark};
@@ -31,9 +31,16 @@ enum Slot {
 const NONE: u32 = u32::MAX;
 
 /// A session's reply slots plus the notification that one was filled.
+///
+/// The sink also keeps the byte count that bounds a client's memory: the replies that arrived
+/// and wait to be written (`held`), and whether a reply was too large to hold at all. Once its
+/// session has ended the sink is closed, and replies still arriving are dropped on arrival.
 pub struct ReplySink {
     slots: RefCell<Slots>,
     notify: LocalNotify,
+    held: Cell<usize>,
+    overflow: Cell<bool>,
+    closed: Cell<bool>,
 }
 
 struct Slots {
@@ -49,6 +56,9 @@ impl Default for ReplySink {
                 free: NONE,
             }),
             notify: LocalNotify::default(),
+            held: Cell::new(0),
+            overflow: Cell::new(false),
+            closed: Cell::new(false),
         }
     }
 }
@@ -94,9 +104,43 @@ impl ReplySink {
             more.answer(&outcome);
             s = self.slots.borrow_mut();
         }
+        if self.closed.get() {
+            // Nobody will read it: the session is gone.
+            s.slots[id as usize] = Slot::Free { next: NONE };
+            return;
+        }
+        match &outcome {
+            Ok(reply) => self.held.set(self.held.get() + reply.len()),
+            Err(BackendError::ReplyTooLarge) => self.overflow.set(true),
+            Err(_) => {}
+        }
         s.slots[id as usize] = Slot::Done(outcome);
         drop(s);
         self.notify.notify();
+    }
+
+    /// Bytes of replies that arrived and were not taken yet.
+    pub fn held(&self) -> usize {
+        self.held.get()
+    }
+
+    /// Whether a reply was too large to be held for this client (see
+    /// [`BackendError::ReplyTooLarge`]).
+    pub fn overflowed(&self) -> bool {
+        self.overflow.get()
+    }
+
+    /// The session ended: frees the replies waiting, and drops those still to come as they
+    /// arrive (the backend reads them to keep its connection in step, and nothing else).
+    pub fn close(&self) {
+        self.closed.set(true);
+        self.held.set(0);
+        let mut s = self.slots.borrow_mut();
+        for slot in s.slots.iter_mut() {
+            if let Slot::Done(_) = slot {
+                *slot = Slot::Free { next: NONE };
+            }
+        }
     }
 
     /// Makes waiting slot `id` a read that others can join through an entry of `table`.
@@ -138,6 +182,9 @@ impl ReplySink {
         match std::mem::replace(&mut s.slots[id as usize], Slot::Free { next: free }) {
             Slot::Done(outcome) => {
                 s.free = id;
+                if let Ok(reply) = &outcome {
+                    self.held.set(self.held.get() - reply.len());
+                }
                 outcome
             }
             _ => unreachable!("take() on a slot that is not done"),

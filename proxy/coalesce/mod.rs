@@ -18,9 +18,12 @@
 //! - Index entries are per worker and per pool *generation* (a reload builds new tables),
 //!   keyed by (server, command, key), so a reload never mixes rings and `gets` never receives
 //!   a `get`.
-//! - Read-your-writes: every write forwarded for K bumps a shared per-pool epoch for K's
-//!   bucket; a read joins only if no write to its bucket was forwarded since the leader was
-//!   sent, on any worker.
+//! - Read-your-writes: every write of K bumps a shared per-pool epoch for K's bucket twice:
+//!   when it is forwarded, and again when its reply is handed to its client ([`Wrote`]); a
+//!   read joins only a leader sent at the read's own epoch. A read sent after a client saw a
+//!   write's reply therefore never joins a read sent before the write *completed* (which may
+//!   have reached the server first on another worker's connection and found the old value),
+//!   and a pipelined read after a write on the same connection never joins an older read.
 //! - The backend request belongs to the leader's reply slot, which outlives its session: a
 //!   leader that disconnects cancels nothing, and errors and timeouts reach every follower
 //!   (who therefore never waits longer than the pool timeout of the request it joined).
@@ -82,10 +85,17 @@ fn bucket(hash: u64) -> usize {
 }
 
 impl WriteEpochs {
-    /// Records that a write of `key` is being forwarded.
+    /// Records that a write of `key` is being forwarded; returns the key's bucket, to be
+    /// bumped again when the write is answered ([`Wrote`]).
     #[inline]
-    pub fn wrote(&self, key: &[u8]) {
-        self.0[bucket(key_hash(key))].fetch_add(1, Ordering::Release);
+    pub fn wrote(&self, key: &[u8]) -> u32 {
+        let b = bucket(key_hash(key));
+        self.0[b].fetch_add(1, Ordering::Release);
+        b as u32
+    }
+
+    fn bump(&self, bucket: u32) {
+        self.0[bucket as usize].fetch_add(1, Ordering::Release);
     }
 
     /// Records a write to every key (memcached `flush_all`).
@@ -97,6 +107,39 @@ impl WriteEpochs {
 
     fn current(&self, hash: u64) -> u64 {
         self.0[bucket(hash)].load(Ordering::Acquire)
+    }
+}
+
+/// The keys a write changed, by epoch bucket, kept with the write's owed reply: when the
+/// reply is handed to the client, their epochs are bumped once more (see the module docs).
+#[derive(Debug, Default)]
+pub enum Wrote {
+    #[default]
+    Nothing,
+    Bucket(u32),
+    Buckets(Box<[u32]>),
+    /// memcached `flush_all`: every key.
+    All,
+}
+
+impl Wrote {
+    /// The write is answered: reads sent from now on must not join older reads of its keys.
+    pub fn answered(&self, epochs: &WriteEpochs) {
+        match self {
+            Wrote::Nothing => {}
+            Wrote::Bucket(b) => epochs.bump(*b),
+            Wrote::Buckets(bs) => bs.iter().for_each(|&b| epochs.bump(b)),
+            Wrote::All => epochs.wrote_all(),
+        }
+    }
+
+    /// Writes of several keys: one bucket, or all of them.
+    pub fn of(buckets: Vec<u32>) -> Wrote {
+        match buckets.as_slice() {
+            [] => Wrote::Nothing,
+            [b] => Wrote::Bucket(*b),
+            _ => Wrote::Buckets(buckets.into_boxed_slice()),
+        }
     }
 }
 

@@ -53,6 +53,9 @@ pub const DEFAULT_ITEM_SIZE_MAX: u32 = 1024 * 1024;
 /// slow link, short enough that a slowloris cannot hold connections for long (memcached
 /// itself never reaps a client stalled mid-value).
 pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_millis(30_000);
+/// Redis's `client-output-buffer-limit` for pub/sub clients, the one class it limits by
+/// default: 32 MiB per client.
+pub const DEFAULT_CLIENT_OUTPUT_LIMIT: u64 = 32 << 20;
 
 /// A whole configuration file.
 #[derive(Clone, Debug, PartialEq)]
@@ -110,6 +113,11 @@ pub struct PoolConfig {
     /// shortened by a random amount up to this fraction, so keys written together do not
     /// expire together (default 0, off).
     pub ttl_jitter: u8,
+    /// shardproxy extension (`client_output_limit:`, bytes): reply bytes a client may be owed
+    /// and not have read (replies received and waiting plus unsent output) before it is
+    /// disconnected, like Redis's `client-output-buffer-limit`. It bounds the proxy's memory
+    /// per client whatever the request shape (one multi-get can ask for gigabytes).
+    pub client_output_limit: u64,
 }
 
 impl PoolConfig {
@@ -140,6 +148,7 @@ impl PoolConfig {
             client_timeout: DEFAULT_CLIENT_TIMEOUT,
             coalesce: true,
             ttl_jitter: 0,
+            client_output_limit: DEFAULT_CLIENT_OUTPUT_LIMIT,
         }
     }
 }

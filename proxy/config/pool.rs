@@ -37,6 +37,8 @@ pub const DISTRIBUTION_NAMES: [&str; 3] = ["ketama", "modula", "random"];
 
 /// Largest `item_size_max`: memcached's own ceiling for `-I` (1 GiB).
 pub const ITEM_SIZE_MAX_LIMIT: u32 = 1 << 30;
+/// Smallest `client_output_limit`: a few ordinary replies must fit.
+pub const MIN_CLIENT_OUTPUT_LIMIT: u64 = 64 << 10;
 
 /// What the cross-pool checks need even when the pool itself is invalid.
 pub struct Outcome {
@@ -89,6 +91,8 @@ struct Builder<'a> {
     /// `Some(valid)` once `redis:` is seen; an invalid one suppresses the `redis_auth` check.
     redis_seen_valid: Option<bool>,
     redis_auth_seen: bool,
+    /// `client_output_limit` was given (otherwise it follows `item_size_max`).
+    client_output_limit_seen: bool,
 }
 
 impl<'a> Builder<'a> {
@@ -104,6 +108,7 @@ impl<'a> Builder<'a> {
             servers: None,
             redis_seen_valid: None,
             redis_auth_seen: false,
+            client_output_limit_seen: false,
         }
     }
 
@@ -197,6 +202,18 @@ impl<'a> Builder<'a> {
                 0 => return Err("cannot be 0".to_string().into()),
                 ms => p.client_timeout = millis(ms),
             },
+            "client_output_limit" => match scalar::size(value)? {
+                n @ MIN_CLIENT_OUTPUT_LIMIT.. => {
+                    p.client_output_limit = n;
+                    self.client_output_limit_seen = true;
+                }
+                n => {
+                    return Err(format!(
+                        "{n} is too small (at least {MIN_CLIENT_OUTPUT_LIMIT} bytes)"
+                    )
+                    .into())
+                }
+            },
             "item_size_max" => match number(value)? {
                 n @ 1..=ITEM_SIZE_MAX_LIMIT => p.item_size_max = n,
                 n => {
@@ -232,6 +249,24 @@ impl<'a> Builder<'a> {
                 name,
                 "servers",
                 "is missing (a pool needs at least one server)",
+            ));
+        }
+        let pool = &mut self.pool;
+        if !self.client_output_limit_seen {
+            // The default leaves room for two values of the largest size a pool stores.
+            pool.client_output_limit = pool
+                .client_output_limit
+                .max(2 * u64::from(pool.item_size_max));
+        }
+        // A memcached client must be able to read one value of the largest size stored.
+        if !pool.redis && pool.client_output_limit < u64::from(pool.item_size_max) + 1024 {
+            errors.push(ConfigError::key(
+                name,
+                "client_output_limit",
+                &format!(
+                    "{} is smaller than one value of item_size_max ({}) and its header",
+                    pool.client_output_limit, pool.item_size_max
+                ),
             ));
         }
         self.pool.listen = self.listen?;

@@ -91,6 +91,35 @@ pub fn number(value: &Value) -> Result<u32, String> {
     }
 }
 
+/// A size in bytes: an integer, or a decimal with a unit as Redis writes them (`512kb`,
+/// `32mb`, `1gb`; `k`/`m`/`g` too), powers of 1024, case-insensitive.
+pub fn size(value: &Value) -> Result<u64, String> {
+    let bad = || {
+        format!(
+            "\"{}\" is not a size (expected bytes, or a number with kb, mb or gb)",
+            render(value)
+        )
+    };
+    match value {
+        Value::Number(n) => n.as_u64().ok_or_else(bad),
+        Value::String(s) => {
+            let lower = s.trim().to_ascii_lowercase();
+            let digits = lower.bytes().take_while(u8::is_ascii_digit).count();
+            let unit: u64 = match &lower[digits..] {
+                "" | "b" => 1,
+                "k" | "kb" => 1 << 10,
+                "m" | "mb" => 1 << 20,
+                "g" | "gb" => 1 << 30,
+                _ => return Err(bad()),
+            };
+            let n: u64 = lower[..digits].parse().map_err(|_| bad())?;
+            n.checked_mul(unit)
+                .ok_or_else(|| format!("{} is too large", render(value)))
+        }
+        _ => Err(kind_problem(value).unwrap_or_else(bad)),
+    }
+}
+
 /// A string that is used verbatim (a password). Integers are rendered in decimal for
 /// twemproxy compatibility (`redis_auth: 123456`); a float or boolean is refused because its
 /// rendering could differ from what was typed (`1e3` would become `1000.0`, `True` `true`),
@@ -169,5 +198,18 @@ mod tests {
         assert!(verbatim(&yaml("1e3")).unwrap_err().contains("quote it"));
         assert!(verbatim(&yaml("True")).unwrap_err().contains("quote it"));
         assert!(verbatim(&yaml("''")).is_err());
+    }
+
+    #[test]
+    fn sizes_take_redis_units() {
+        assert_eq!(size(&yaml("1024")), Ok(1024));
+        assert_eq!(size(&yaml("32mb")), Ok(32 << 20));
+        assert_eq!(size(&yaml("32MB")), Ok(32 << 20));
+        assert_eq!(size(&yaml("512k")), Ok(512 << 10));
+        assert_eq!(size(&yaml("1gb")), Ok(1 << 30));
+        assert!(size(&yaml("mb")).is_err());
+        assert!(size(&yaml("1.5mb")).is_err());
+        assert!(size(&yaml("-1")).is_err());
+        assert!(size(&yaml("12tb")).is_err());
     }
 }

@@ -150,6 +150,31 @@ fn item_size_max_bounds_are_inclusive() {
 }
 
 #[test]
+fn client_output_limit_defaults_and_bounds() {
+    let pool = |extra: &str| ok(&pool_with(extra)).pools[0].client_output_limit;
+    assert_eq!(pool(""), 32 << 20);
+    assert_eq!(pool("  client_output_limit: 64mb\n"), 64 << 20);
+    assert_eq!(pool("  client_output_limit: 2mb\n"), 2 << 20);
+    // Unset, it leaves room for two of the largest values.
+    assert_eq!(pool("  item_size_max: 67108864\n"), 128 << 20);
+    rejects(
+        "  client_output_limit: 1kb\n",
+        "client_output_limit",
+        "too small",
+    );
+    rejects(
+        "  client_output_limit: 1mb\n  item_size_max: 2000000\n",
+        "client_output_limit",
+        "smaller than one value",
+    );
+    rejects(
+        "  client_output_limit: lots\n",
+        "client_output_limit",
+        "not a size",
+    );
+}
+
+#[test]
 fn redis_auth_needs_redis_whatever_the_order() {
     rejects(
         "  redis_auth: x\n",

@@ -66,6 +66,7 @@ impl WorkerPool {
                     handshake: handshake.as_ref().map(|h| h.bytes.clone()),
                     policy: table.policy,
                     preconnect: cfg.preconnect,
+                    max_reply: cfg.client_output_limit as usize,
                 };
                 if let Some(old) =
                     previous.and_then(|p| p.servers.iter().find(|o| o.identity == identity))
@@ -77,6 +78,7 @@ impl WorkerPool {
                     timeout: cfg.timeout,
                     connect_timeout: table.connect_timeout(),
                     max_value: MAX_REPLY_VALUE,
+                    max_reply: cfg.client_output_limit as usize,
                     preconnect: cfg.preconnect,
                     label: label.clone(),
                     record_latency,

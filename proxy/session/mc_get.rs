@@ -18,6 +18,8 @@ enum Source {
     Fragment(u32),
     /// Its own slot, filled by a flight it joined.
     Joined(u32),
+    /// The same key as key `n` of the request: fetched once, its answer repeated.
+    Repeat(u32),
 }
 
 /// A multi-get in progress.
@@ -34,7 +36,7 @@ impl MultiGet {
         self.slots.iter().all(|&s| sink.is_done(s))
             && self.keys.iter().all(|(_, src)| match src {
                 Source::Joined(s) => sink.is_done(*s),
-                Source::Fragment(_) => true,
+                Source::Fragment(_) | Source::Repeat(_) => true,
             })
     }
 }
@@ -61,9 +63,14 @@ impl McSession {
                 .map_or(u32::MAX, |s| s as u32)
         }));
         let first = servers[0];
+        let repeats = (req.keys.len() > 1)
+            .then(|| {
+                super::repeats::first_occurrences(req.keys.len(), |i| &frame[req.keys[i].clone()])
+            })
+            .flatten();
         if req.keys.len() == 1 && coalesce && first != u32::MAX {
             self.single_coalesced(first as usize, kind, &frame[req.keys[0].clone()], req);
-        } else if servers.iter().all(|&s| s == first) && !coalesce {
+        } else if servers.iter().all(|&s| s == first) && !coalesce && repeats.is_none() {
             // One server holds every key: forward as is and pass the reply through untouched.
             let server = (first != u32::MAX).then_some(first as usize);
             let keys = req.keys.iter().map(|k| &frame[k.clone()]);
@@ -72,7 +79,13 @@ impl McSession {
                 mc::encode_retrieval(req.cmd, req.exptime, keys, dst)
             });
         } else {
-            self.split(req, frame, &servers, coalesce.then_some(kind));
+            self.split(
+                req,
+                frame,
+                &servers,
+                coalesce.then_some(kind),
+                repeats.as_deref(),
+            );
         }
         self.scratch = servers;
     }
@@ -100,15 +113,27 @@ impl McSession {
 
     /// One backend request per server, keys kept in request order within each. With
     /// coalescing (`kind`), keys already in flight join those reads instead, and the keys
-    /// fetched can be joined in turn (each gets its part of the fragment's reply).
-    fn split(&mut self, req: &Request, frame: Bytes, servers: &[u32], kind: Option<u8>) {
+    /// fetched can be joined in turn (each gets its part of the fragment's reply). A key that
+    /// repeats an earlier one (`repeats`) is not fetched again.
+    fn split(
+        &mut self,
+        req: &Request,
+        frame: Bytes,
+        servers: &[u32],
+        kind: Option<u8>,
+        repeats: Option<&[Option<u32>]>,
+    ) {
         let pool = self.pool.clone();
         let epochs = &pool.table.write_epochs;
         let mut order: Vec<u32> = Vec::new();
         let mut keys = Vec::with_capacity(req.keys.len());
         // The reads that did not join but can be joined, by fragment: they lead once sent.
         let mut leads: Vec<(u32, ReadKey)> = Vec::new();
-        for (k, &s) in req.keys.iter().zip(servers) {
+        for (i, (k, &s)) in req.keys.iter().zip(servers).enumerate() {
+            if let Some(first) = repeats.and_then(|r| r[i]) {
+                keys.push((k.clone(), Source::Repeat(first)));
+                continue;
+            }
             let mut read = None;
             if let (Some(kind), true) = (kind, s != u32::MAX) {
                 read = pool
@@ -175,9 +200,18 @@ impl McSession {
     /// reach the client.
     pub(super) fn emit_multi(&mut self, m: MultiGet, out: &mut BytesMut) {
         let stats = &self.pool.table.stats;
+        // Past this the client is disconnected (see `session::drive`): stop copying.
+        let limit = self.pool.table.config.client_output_limit as usize;
         let replies: Vec<Outcome> = m.slots.iter().map(|&s| self.sink.take(s)).collect();
         let mut cursors: Vec<usize> = vec![0; replies.len()];
+        // Where each key's block went in `out`, when some key repeats another.
+        let repeats = m.keys.iter().any(|(_, s)| matches!(s, Source::Repeat(_)));
+        let mut written: Vec<Range<usize>> = Vec::new();
         for (key, src) in &m.keys {
+            if out.len() > limit {
+                return;
+            }
+            let start = out.len();
             let key = &m.frame[key.clone()];
             let joined;
             let (reply, cursor) = match *src {
@@ -186,26 +220,44 @@ impl McSession {
                     joined = self.sink.take(slot);
                     (&joined, None)
                 }
-            };
-            let Ok(reply) = reply else {
-                stats.get_lost.inc();
-                stats.get_misses.inc();
-                continue;
-            };
-            let at = cursor.as_deref().copied().unwrap_or(0);
-            let block = mc::value_blocks(&reply[at..])
-                .next()
-                .filter(|b| b.key == key)
-                .map(|b| b.block);
-            match block {
-                Some(b) => {
-                    out.put_slice(&reply[at + b.start..at + b.end]);
-                    if let Some(c) = cursor {
-                        *c = at + b.end;
+                Source::Repeat(first) => {
+                    let block = written[first as usize].clone();
+                    if block.is_empty() {
+                        stats.get_misses.inc();
+                    } else {
+                        stats.get_hits.inc();
+                        let copy = out[block].to_vec();
+                        out.put_slice(&copy);
                     }
-                    stats.get_hits.inc();
+                    written.push(start..out.len());
+                    continue;
                 }
-                None => stats.get_misses.inc(),
+            };
+            match reply {
+                Err(_) => {
+                    stats.get_lost.inc();
+                    stats.get_misses.inc();
+                }
+                Ok(reply) => {
+                    let at = cursor.as_deref().copied().unwrap_or(0);
+                    let block = mc::value_blocks(&reply[at..])
+                        .next()
+                        .filter(|b| b.key == key)
+                        .map(|b| b.block);
+                    match block {
+                        Some(b) => {
+                            out.put_slice(&reply[at + b.start..at + b.end]);
+                            if let Some(c) = cursor {
+                                *c = at + b.end;
+                            }
+                            stats.get_hits.inc();
+                        }
+                        None => stats.get_misses.inc(),
+                    }
+                }
+            }
+            if repeats {
+                written.push(start..out.len());
             }
         }
         out.put_slice(b"END\r\n");

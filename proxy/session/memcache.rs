@@ -17,10 +17,21 @@ pub(crate) enum Entry {
     Ready(Bytes),
     /// One backend request; `keys` is the key count of a retrieval (for hit/miss counts).
     Single { slot: u32, keys: u32 },
+    /// A write whose key's coalescing epoch (`bucket`) is bumped again as it is answered.
+    Written { slot: u32, bucket: u32 },
     /// A multi-get split over several servers.
     Multi(Box<super::mc_get::MultiGet>),
     /// A command sent to every server of the pool (flush_all): `OK` when all answered `OK`.
     All { slots: Vec<u32> },
+}
+
+impl super::Held for Entry {
+    fn held(&self) -> usize {
+        match self {
+            Entry::Ready(bytes) => bytes.len(),
+            _ => 0,
+        }
+    }
 }
 
 pub struct McSession {
@@ -104,15 +115,16 @@ impl McSession {
             cmd => {
                 let key = &frame[req.keys[0].clone()];
                 let server = self.pool.server_for(key);
+                let framing = Framing::Memcache(mc::expect_for(cmd));
+                let encode = |dst: &mut BytesMut| mc::encode_keyed(req, &frame, dst);
                 if server.is_some() && self.pool.table.config.coalesce {
                     // Every command left here changes the key: later reads must not join a
-                    // read that started before it.
-                    self.pool.table.write_epochs.wrote(key);
+                    // read that started before it (see `coalesce`).
+                    let bucket = self.pool.table.write_epochs.wrote(key);
+                    self.forward_write(server, framing, req.noreply, bucket, encode);
+                } else {
+                    self.forward(server, framing, req.noreply, 0, encode);
                 }
-                let framing = Framing::Memcache(mc::expect_for(cmd));
-                self.forward(server, framing, req.noreply, 0, |dst| {
-                    mc::encode_keyed(req, &frame, dst)
-                });
             }
         }
         Flow::Continue
@@ -144,6 +156,29 @@ impl McSession {
             let slot = self.sink.alloc();
             conn.send(framing, Target::Slot(self.sink.clone(), slot), encode);
             self.push(Entry::Single { slot, keys });
+        }
+    }
+
+    /// [`forward`](Self::forward) for a write whose key's epoch `bucket` is bumped again when
+    /// its reply is handed to the client.
+    fn forward_write(
+        &mut self,
+        server: Option<usize>,
+        framing: Framing,
+        noreply: bool,
+        bucket: u32,
+        encode: impl FnOnce(&mut BytesMut),
+    ) {
+        match server {
+            Some(server) if !noreply => {
+                let slot = self.sink.alloc();
+                let target = Target::Slot(self.sink.clone(), slot);
+                self.pool.servers[server]
+                    .conn()
+                    .send(framing, target, encode);
+                self.push(Entry::Written { slot, bucket });
+            }
+            _ => self.forward(server, framing, noreply, 0, encode),
         }
     }
 
@@ -211,7 +246,7 @@ impl Handler for McSession {
     fn entry_done(&self, entry: &Entry) -> bool {
         match entry {
             Entry::Ready(_) => true,
-            Entry::Single { slot, .. } => self.sink.is_done(*slot),
+            Entry::Single { slot, .. } | Entry::Written { slot, .. } => self.sink.is_done(*slot),
             Entry::Multi(m) => m.done(&self.sink),
             Entry::All { slots } => slots.iter().all(|&s| self.sink.is_done(s)),
         }
@@ -235,8 +270,24 @@ impl Handler for McSession {
                 }
                 Err(e) => put_error(out, &e, stats),
             },
+            Entry::Written { slot, bucket } => {
+                crate::coalesce::Wrote::Bucket(bucket).answered(&self.pool.table.write_epochs);
+                match self.sink.take(slot) {
+                    Ok(reply) => {
+                        if mc::response::reply_is_error(&reply) {
+                            stats.errors[kind::BACKEND_ERROR].inc();
+                        }
+                        out.put_slice(&reply);
+                    }
+                    Err(e) => put_error(out, &e, stats),
+                }
+            }
             Entry::Multi(m) => self.emit_multi(*m, out),
             Entry::All { slots } => {
+                if self.pool.table.config.coalesce {
+                    // flush_all is answered: reads from now on join no read sent before it.
+                    self.pool.table.write_epochs.wrote_all();
+                }
                 let mut failure: Option<Bytes> = None;
                 for slot in slots {
                     let reply = match self.sink.take(slot) {
@@ -308,6 +359,10 @@ impl Handler for McSession {
 
     fn refresh(&mut self) {
         super::refresh_pool(&mut self.pool, &self.slot);
+    }
+
+    fn config(&self) -> &crate::config::PoolConfig {
+        &self.pool.table.config
     }
 
     fn mid_request(&self, input: &BytesMut) -> bool {

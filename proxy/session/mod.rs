@@ -5,16 +5,25 @@
 //! request), moves every reply that is ready, in request order, into the write buffer, and
 //! writes it with one call. A [`Handler`] supplies the protocol.
 //!
-//! Memory is bounded per client: reading stops while too many requests are in flight or too
-//! many reply bytes wait for a client that does not read (the kernel then pushes back on the
-//! client), and a request that stays incomplete too long closes the connection, which stops
-//! slowloris clients that hold a value half-sent.
+//! Memory is bounded per client, in bytes whatever the request shape:
+//! - reading stops while too many requests are in flight or too many reply bytes wait for a
+//!   client that does not read (the kernel then pushes back on the client);
+//! - how many requests are in flight is learnt like a TCP window: 32 until the first replies
+//!   come back, then as many as fit 4 MiB at the average size of this client's replies, so
+//!   a pipeline of reads of large values never commits a shared backend connection to
+//!   gigabytes of replies ahead of other clients' requests;
+//! - reply bytes owed and not yet written (replies waiting in the sink, replies the proxy
+//!   built, the write buffer) are capped by the pool's `client_output_limit`: past it the
+//!   client is disconnected and counted, and replies still arriving for it are dropped;
+//! - a request that stays incomplete too long closes the connection, which stops slowloris
+//!   clients that hold a value half-sent.
 
 mod mc_get;
 mod mc_stats;
 pub mod memcache;
 pub mod redis;
 mod redis_local;
+mod repeats;
 
 use std::collections::VecDeque;
 use std::io;
@@ -23,7 +32,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::backend::ReplySink;
 use crate::net::{Readiness, Stream};
@@ -32,6 +41,10 @@ use crate::server::PoolSlot;
 /// Requests (a multi-get counts once) a client may have in flight before the proxy stops
 /// reading from it.
 const MAX_IN_FLIGHT: usize = 1024;
+/// Requests a client may have in flight before its first replies show how large they are.
+const INITIAL_WINDOW: usize = 32;
+/// Reply bytes a client may have in flight, at the average size of its replies so far.
+const WINDOW_BYTES: usize = 4 * 1024 * 1024;
 /// Reply bytes waiting for a slow reader before the proxy stops reading from it.
 const MAX_UNSENT: usize = 4 * 1024 * 1024;
 /// First read buffer; it grows to fit a large value and is released when the client is idle,
@@ -52,12 +65,19 @@ pub enum Flow {
 /// Class of replies not counted per command (refused requests).
 pub(crate) const NO_CLASS: u8 = u8::MAX;
 
+/// An owed reply that may hold bytes of its own (a reply the proxy built).
+pub(crate) trait Held {
+    fn held(&self) -> usize;
+}
+
 /// The replies a session owes its client, oldest first, each tagged with the command class
 /// it is counted under when sent.
 pub(crate) struct Owed<E> {
     entries: VecDeque<(u8, E)>,
     /// Class of the request being dispatched; entries pushed now carry it.
     pub class: u8,
+    /// Bytes the entries hold themselves (counted against `client_output_limit`).
+    held: usize,
 }
 
 impl<E> Default for Owed<E> {
@@ -65,12 +85,14 @@ impl<E> Default for Owed<E> {
         Owed {
             entries: VecDeque::new(),
             class: NO_CLASS,
+            held: 0,
         }
     }
 }
 
-impl<E> Owed<E> {
+impl<E: Held> Owed<E> {
     pub fn push(&mut self, entry: E) {
+        self.held += entry.held();
         self.entries.push_back((self.class, entry));
     }
 
@@ -82,7 +104,7 @@ impl<E> Owed<E> {
 /// The protocol side of a session.
 pub(crate) trait Handler {
     /// A reply owed to the client.
-    type Entry;
+    type Entry: Held;
     fn owed(&self) -> &Owed<Self::Entry>;
     fn owed_mut(&mut self) -> &mut Owed<Self::Entry>;
     /// Whether an owed reply is complete (every backend answer it needs has arrived).
@@ -104,6 +126,7 @@ pub(crate) trait Handler {
     /// Writes the oldest reply owed (call only when [`front_ready`](Self::front_ready)).
     fn emit_front(&mut self, out: &mut BytesMut) {
         if let Some((class, entry)) = self.owed_mut().entries.pop_front() {
+            self.owed_mut().held -= entry.held();
             if let Some(c) = self.stats().responses.get(class as usize) {
                 c.inc();
             }
@@ -126,6 +149,8 @@ pub(crate) trait Handler {
     fn fail(&mut self, message: &'static str);
     /// Picks up a reloaded pool and ejections before the next batch of requests.
     fn refresh(&mut self);
+    /// The pool's configuration as of the current batch.
+    fn config(&self) -> &crate::config::PoolConfig;
     /// Whether the handler is partway through a request (more bytes are owed by the client).
     fn mid_request(&self, input: &BytesMut) -> bool {
         !input.is_empty()
@@ -164,6 +189,8 @@ pub async fn serve(stream: Stream, slot: Rc<PoolSlot>) {
     } else {
         drive(ctx, memcache::McSession::new(slot.clone(), sink.clone())).await
     };
+    // Replies still on their way are dropped as they arrive, and those waiting are freed now.
+    sink.close();
     if let Err(e) = result {
         debug!(error = %e, "client connection error");
         stats.client_err.inc();
@@ -199,11 +226,13 @@ async fn drive<H: Handler>(ctx: Ctx<'_>, mut h: H) -> io::Result<()> {
     let mut eof = false;
     let mut incomplete_since: Option<Instant> = None;
     let mut backlog = false;
+    // The in-flight window (see the module docs) and what it is learnt from.
+    let mut window = INITIAL_WINDOW;
+    let mut avg_reply: Option<usize> = None;
     loop {
         h.refresh();
-        if !closing && !rbuf.is_empty() && h.in_flight() < MAX_IN_FLIGHT && wbuf.len() < MAX_UNSENT
-        {
-            match h.handle_input(&mut rbuf, MAX_IN_FLIGHT) {
+        if !closing && !rbuf.is_empty() && h.in_flight() < window && wbuf.len() < MAX_UNSENT {
+            match h.handle_input(&mut rbuf, window) {
                 Flow::Close => closing = true,
                 Flow::Backlog => backlog = true,
                 Flow::Continue => backlog = false,
@@ -218,7 +247,20 @@ async fn drive<H: Handler>(ctx: Ctx<'_>, mut h: H) -> io::Result<()> {
         if wbuf.capacity() == 0 && h.front_ready() {
             wbuf = take_buffer();
         }
+        let (owed_before, out_before) = (h.in_flight(), wbuf.len());
         h.drain_replies(&mut wbuf, MAX_UNSENT);
+        let replies = owed_before - h.in_flight();
+        if replies > 0 {
+            let size = (wbuf.len() - out_before) / replies;
+            let avg = avg_reply.map_or(size, |a| (a * 7 + size) / 8);
+            avg_reply = Some(avg);
+            window = (WINDOW_BYTES / avg.max(1)).clamp(1, MAX_IN_FLIGHT);
+        }
+        let limit = h.config().client_output_limit as usize;
+        if sink.overflowed() || wbuf.len() + sink.held() + h.owed().held > limit {
+            output_limit_reached(stats, h.config());
+            return Ok(());
+        }
         while !wbuf.is_empty() {
             match stream.try_write(&wbuf) {
                 Ok(n) => {
@@ -239,7 +281,7 @@ async fn drive<H: Handler>(ctx: Ctx<'_>, mut h: H) -> io::Result<()> {
         if wbuf.is_empty() && wbuf.capacity() > 0 {
             give_buffer(std::mem::take(&mut wbuf));
         }
-        let throttled = h.in_flight() >= MAX_IN_FLIGHT || wbuf.len() >= MAX_UNSENT;
+        let throttled = h.in_flight() >= window || wbuf.len() >= MAX_UNSENT;
         if backlog && !throttled && !closing {
             continue; // replies drained: dispatch the requests already buffered
         }
@@ -275,6 +317,32 @@ async fn drive<H: Handler>(ctx: Ctx<'_>, mut h: H) -> io::Result<()> {
                 closing = true;
             }
         }
+    }
+}
+
+/// A client is owed more than `client_output_limit`: it is disconnected (the caller returns),
+/// counted, and logged at most once a minute per pool with the count so far, so that a client
+/// that reconnects in a loop cannot flood the log.
+#[cold]
+fn output_limit_reached(stats: &crate::stats::PoolStats, config: &crate::config::PoolConfig) {
+    use std::sync::atomic::Ordering;
+    stats.output_limit.inc();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let last = stats.output_limit_logged.load(Ordering::Relaxed);
+    if now.saturating_sub(last) >= 60_000
+        && stats
+            .output_limit_logged
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        warn!(
+            pool = %config.name,
+            limit = config.client_output_limit,
+            disconnected = stats.output_limit.get(),
+            "client disconnected: owed more reply bytes than client_output_limit"
+        );
     }
 }
 

@@ -10,7 +10,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::{redis_local, Flow, Handler, Owed, NO_CLASS};
 use crate::backend::{BackendError, Framing, Outcome, ReplySink, Target};
-use crate::coalesce::cmd;
+use crate::coalesce::{cmd, Wrote};
 use crate::protocol::resp::commands::{self, cat, flag, CommandSpec, KeyError};
 use crate::protocol::resp::{encode, reply, Limits, Parser, Step};
 use crate::server::{PoolSlot, WorkerPool};
@@ -19,12 +19,15 @@ use crate::stats::kind;
 /// A reply owed to the client, in request order.
 pub(crate) enum Entry {
     Ready(Bytes),
-    /// One backend request passed through; `get` marks a GET (for hit/miss counts).
+    /// One backend request passed through; `get` marks a GET (for hit/miss counts), `wrote`
+    /// the keys a write changed (their coalescing epochs are bumped again as it is answered).
     Single {
         slot: u32,
         get: bool,
+        wrote: Wrote,
     },
-    /// MGET split over servers: each key's fragment, in request order.
+    /// MGET split over servers: each key's fragment, in request order ([`REPEAT`] marks a
+    /// key that repeats an earlier one: its index, fetched once).
     Mget {
         keys: Vec<u32>,
         slots: Vec<u32>,
@@ -32,11 +35,22 @@ pub(crate) enum Entry {
     /// DEL, UNLINK, TOUCH, EXISTS split over servers: integer replies summed.
     Sum {
         slots: Vec<u32>,
+        wrote: Wrote,
     },
     /// MSET split over servers: `+OK` when every fragment said so.
     AllOk {
         slots: Vec<u32>,
+        wrote: Wrote,
     },
+}
+
+impl super::Held for Entry {
+    fn held(&self) -> usize {
+        match self {
+            Entry::Ready(bytes) => bytes.len(),
+            _ => 0,
+        }
+    }
 }
 
 pub struct RedisSession {
@@ -51,6 +65,9 @@ pub struct RedisSession {
     pub(super) id: u64,
     keys: Vec<usize>,
 }
+
+/// In an MGET's key list, a repeat of the key whose index is in the low bits.
+const REPEAT: u32 = 1 << 31;
 
 /// How a multi-key command that can be split is split and merged.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -201,16 +218,16 @@ impl RedisSession {
         };
         let pool = self.pool.clone();
         let cfg = &pool.table.config;
-        if cfg.coalesce && spec.has_flag(flag::WRITE) {
+        let epochs = &pool.table.write_epochs;
+        let wrote = if cfg.coalesce && writes(spec) {
             // Later reads of these keys must not join a read that started before this write.
             match spec.single_key() {
-                Some(i) => pool.table.write_epochs.wrote(argv[i]),
-                None => self
-                    .keys
-                    .iter()
-                    .for_each(|&k| pool.table.write_epochs.wrote(argv[k])),
+                Some(i) => Wrote::Bucket(epochs.wrote(argv[i])),
+                None => Wrote::of(self.keys.iter().map(|&k| epochs.wrote(argv[k])).collect()),
             }
-        }
+        } else {
+            Wrote::Nothing
+        };
         let frame = match cfg.ttl_jitter {
             0 => frame,
             pct => crate::ttl::jitter_redis(spec.name, argv, pct).unwrap_or(frame),
@@ -224,7 +241,7 @@ impl RedisSession {
             {
                 if let Some(first) = pool.flights.read(&read, &self.sink, slot) {
                     pool.table.stats.joined(first);
-                    self.push(Entry::Single { slot, get });
+                    self.push(Entry::Single { slot, get, wrote });
                     return;
                 }
             }
@@ -233,7 +250,7 @@ impl RedisSession {
         pool.servers[server]
             .conn()
             .send(Framing::Resp, target, |dst| dst.put_slice(&frame));
-        self.push(Entry::Single { slot, get });
+        self.push(Entry::Single { slot, get, wrote });
     }
 
     /// MGET / MSET / DEL-like: one request per server, keys (and values) in request order.
@@ -247,14 +264,22 @@ impl RedisSession {
             argv[0].to_ascii_lowercase().as_slice(),
             b"mset" | b"del" | b"unlink"
         );
+        let mut wrote = Wrote::Nothing;
         if writes && self.pool.table.config.coalesce {
-            for (i, &s) in (first..argv.len()).step_by(step).zip(&servers) {
-                if s != u32::MAX {
-                    self.pool.table.write_epochs.wrote(argv[i]);
-                }
-            }
+            let epochs = &self.pool.table.write_epochs;
+            wrote = Wrote::of(
+                (first..argv.len())
+                    .step_by(step)
+                    .zip(&servers)
+                    .filter(|(_, &s)| s != u32::MAX)
+                    .map(|(i, _)| epochs.wrote(argv[i]))
+                    .collect(),
+            );
         }
-        if servers.iter().all(|&s| s == servers[0]) && servers[0] != u32::MAX {
+        let repeats = (how == Split::Mget && servers.len() > 1)
+            .then(|| super::repeats::first_occurrences(servers.len(), |i| argv[first + i * step]))
+            .flatten();
+        if servers.iter().all(|&s| s == servers[0]) && servers[0] != u32::MAX && repeats.is_none() {
             let slot = self.sink.alloc();
             self.pool.servers[servers[0] as usize].conn().send(
                 Framing::Resp,
@@ -266,19 +291,27 @@ impl RedisSession {
                     keys: vec![0; servers.len()],
                     slots: vec![slot],
                 },
-                _ => Entry::Single { slot, get: false },
+                _ => Entry::Single {
+                    slot,
+                    get: false,
+                    wrote,
+                },
             });
             return;
         }
         let mut order: Vec<u32> = Vec::new();
         let keys: Vec<u32> = servers
             .iter()
-            .map(|&s| match order.iter().position(|&o| o == s) {
-                Some(i) => i as u32,
-                None => {
-                    order.push(s);
-                    (order.len() - 1) as u32
-                }
+            .enumerate()
+            .map(|(i, &s)| match repeats.as_ref().and_then(|r| r[i]) {
+                Some(first) => REPEAT | first,
+                None => match order.iter().position(|&o| o == s) {
+                    Some(i) => i as u32,
+                    None => {
+                        order.push(s);
+                        (order.len() - 1) as u32
+                    }
+                },
             })
             .collect();
         stats.fragments.add(order.len() as u64);
@@ -311,8 +344,8 @@ impl RedisSession {
         }
         self.push(match how {
             Split::Mget => Entry::Mget { keys, slots },
-            Split::Sum => Entry::Sum { slots },
-            Split::Mset => Entry::AllOk { slots },
+            Split::Sum => Entry::Sum { slots, wrote },
+            Split::Mset => Entry::AllOk { slots, wrote },
         });
     }
 }
@@ -350,6 +383,13 @@ fn class_of(spec: &CommandSpec) -> u8 {
         .iter()
         .find(|(c, _)| spec.in_category(*c))
         .map_or(12, |&(_, i)| i)
+}
+
+/// Whether a command changes its keys: Redis's `write` flag, and scripts and functions not
+/// marked read-only (EVAL carries no `write` flag, but its script may write any key it names).
+fn writes(spec: &CommandSpec) -> bool {
+    spec.has_flag(flag::WRITE)
+        || (spec.in_category(cat::SCRIPTING) && !spec.has_flag(flag::READONLY))
 }
 
 /// Why a command cannot be served through a sharding proxy, if it cannot.
@@ -396,7 +436,7 @@ impl Handler for RedisSession {
         match entry {
             Entry::Ready(_) => true,
             Entry::Single { slot, .. } => self.sink.is_done(*slot),
-            Entry::Mget { slots, .. } | Entry::Sum { slots } | Entry::AllOk { slots } => {
+            Entry::Mget { slots, .. } | Entry::Sum { slots, .. } | Entry::AllOk { slots, .. } => {
                 slots.iter().all(|&s| self.sink.is_done(s))
             }
         }
@@ -406,8 +446,10 @@ impl Handler for RedisSession {
         let stats = &self.pool.table.stats;
         match entry {
             Entry::Ready(bytes) => out.put_slice(&bytes),
-            Entry::Single { slot, get } => match self.sink.take(slot) {
+            Entry::Single { slot, get, wrote } => match self.sink.take(slot) {
                 Ok(r) => {
+                    // Before the client can see the reply (see `coalesce`).
+                    wrote.answered(&self.pool.table.write_epochs);
                     if reply::is_error(&r) {
                         stats.errors[kind::BACKEND_ERROR].inc();
                     } else if get {
@@ -419,7 +461,10 @@ impl Handler for RedisSession {
                     }
                     out.put_slice(&r);
                 }
-                Err(e) => put_error(out, &e, stats),
+                Err(e) => {
+                    wrote.answered(&self.pool.table.write_epochs);
+                    put_error(out, &e, stats)
+                }
             },
             Entry::Mget { keys, slots } => {
                 let replies: Vec<Outcome> = slots.iter().map(|&s| self.sink.take(s)).collect();
@@ -435,8 +480,26 @@ impl Handler for RedisSession {
                     })
                     .collect();
                 let mut cursors = vec![0usize; parts.len()];
+                // Past this the client is disconnected (see `session::drive`): stop copying.
+                let limit = self.pool.table.config.client_output_limit as usize;
+                let mut written: Vec<Range<usize>> = Vec::new();
                 encode::array_header(out, keys.len());
                 for &f in &keys {
+                    if out.len() > limit {
+                        break;
+                    }
+                    let start = out.len();
+                    if f & REPEAT != 0 {
+                        let copy = out[written[(f & !REPEAT) as usize].clone()].to_vec();
+                        if reply::is_nil(&copy) {
+                            stats.get_misses.inc()
+                        } else if !reply::is_error(&copy) {
+                            stats.get_hits.inc()
+                        }
+                        out.put_slice(&copy);
+                        written.push(start..out.len());
+                        continue;
+                    }
                     let f = f as usize;
                     match &parts[f] {
                         Ok(elems) => {
@@ -454,9 +517,11 @@ impl Handler for RedisSession {
                             out.put_slice(line);
                         }
                     }
+                    written.push(start..out.len());
                 }
             }
-            Entry::Sum { slots } => {
+            Entry::Sum { slots, wrote } => {
+                wrote.answered(&self.pool.table.write_epochs);
                 let mut sum = 0i64;
                 let mut failure: Option<Vec<u8>> = None;
                 for slot in slots {
@@ -477,7 +542,8 @@ impl Handler for RedisSession {
                     None => encode::integer(out, sum),
                 }
             }
-            Entry::AllOk { slots } => {
+            Entry::AllOk { slots, wrote } => {
+                wrote.answered(&self.pool.table.write_epochs);
                 let mut failure: Option<Vec<u8>> = None;
                 for slot in slots {
                     match self.sink.take(slot) {
@@ -551,6 +617,10 @@ impl Handler for RedisSession {
 
     fn refresh(&mut self) {
         super::refresh_pool(&mut self.pool, &self.slot);
+    }
+
+    fn config(&self) -> &crate::config::PoolConfig {
+        &self.pool.table.config
     }
 
     fn mid_request(&self, input: &BytesMut) -> bool {

@@ -97,6 +97,40 @@ fn frame_values(buf: &[u8], max_value: usize) -> Result<Option<usize>, BadReply>
     }
 }
 
+/// Reads and drops a `VALUE ... END` reply as it streams in, for a reply too large to hold
+/// (larger than its client may be owed): the connection stays in step without the reply ever
+/// being buffered whole. Fed the reply from its first byte on.
+#[derive(Debug, Default)]
+pub struct SkipValues {
+    /// Bytes of the current data block (with its CRLF) still to come.
+    data_left: usize,
+}
+
+impl SkipValues {
+    /// Consumes what it can of `buf`: the bytes used, and whether the reply ended.
+    pub fn skip(&mut self, buf: &[u8]) -> Result<(usize, bool), BadReply> {
+        let mut pos = 0;
+        loop {
+            let n = self.data_left.min(buf.len() - pos);
+            pos += n;
+            self.data_left -= n;
+            if self.data_left > 0 {
+                return Ok((pos, false));
+            }
+            let Some(end) = line(buf, pos)? else {
+                return Ok((pos, false));
+            };
+            let text = trim_cr(&buf[pos..end]);
+            pos = end;
+            if text == b"END" {
+                return Ok((pos, true));
+            }
+            let header = parse_value_line(text).ok_or(BadReply("malformed VALUE line"))?;
+            self.data_left = header.len + 2;
+        }
+    }
+}
+
 /// End (exclusive, after `\n`) of the line starting at `pos`.
 fn line(buf: &[u8], pos: usize) -> Result<Option<usize>, BadReply> {
     let window = &buf[pos..buf.len().min(pos + MAX_REPLY_LINE)];

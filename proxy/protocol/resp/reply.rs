@@ -86,6 +86,65 @@ pub fn frame_reply(buf: &[u8], max_bulk: usize) -> Result<Option<usize>, BadRepl
     }
 }
 
+/// Reads and drops a reply as it streams in, for a reply too large to hold (larger than its
+/// client may be owed): the connection stays in step without the reply ever being buffered
+/// whole. Nesting needs no stack: each aggregate header adds its element count to the
+/// elements still to come, and each element header takes one away. Fed the reply from its
+/// first byte on.
+#[derive(Debug)]
+pub struct SkipReply {
+    /// Elements (of any depth) still to come.
+    elements: u64,
+    /// Bytes of the current bulk string (with its CRLF) still to come.
+    bulk_left: u64,
+}
+
+impl Default for SkipReply {
+    fn default() -> Self {
+        SkipReply {
+            elements: 1,
+            bulk_left: 0,
+        }
+    }
+}
+
+impl SkipReply {
+    /// Consumes what it can of `buf`: the bytes used, and whether the reply ended.
+    pub fn skip(&mut self, buf: &[u8]) -> Result<(usize, bool), BadReply> {
+        let mut pos = 0;
+        loop {
+            let n = self.bulk_left.min((buf.len() - pos) as u64);
+            pos += n as usize;
+            self.bulk_left -= n;
+            if self.bulk_left > 0 {
+                return Ok((pos, false));
+            }
+            if self.elements == 0 {
+                return Ok((pos, true));
+            }
+            let Some(end) = line_end(buf, pos)? else {
+                return Ok((pos, false));
+            };
+            let kind = buf[pos];
+            let n = decimal(&buf[pos + 1..end - 2]);
+            pos = end;
+            self.elements -= 1;
+            match (kind, n) {
+                (b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(', _) => {}
+                // Bulk strings, and RESP3's verbatim strings and blob errors.
+                (b'$' | b'=' | b'!', Some(n)) if n >= 0 => self.bulk_left = n as u64 + 2,
+                (b'$' | b'*', Some(-1)) => {}
+                // Arrays, and RESP3's sets and pushes; maps and attributes hold pairs.
+                (b'*' | b'~' | b'>', Some(n)) if n >= 0 => self.elements += n as u64,
+                (b'%', Some(n)) if n >= 0 => self.elements += 2 * n as u64,
+                // An attribute map comes before the element it describes.
+                (b'|', Some(n)) if n >= 0 => self.elements += 2 * n as u64 + 1,
+                _ => return Err(BadReply("malformed reply")),
+            }
+        }
+    }
+}
+
 /// End (after CRLF) of the line starting at `pos`.
 fn line_end(buf: &[u8], pos: usize) -> Result<Option<usize>, BadReply> {
     let window = &buf[pos..buf.len().min(pos + MAX_LINE)];
