@@ -25,7 +25,7 @@ use bytes::{Buf, BytesMut};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::sink::Target;
+use super::sink::{ReplySink, Target};
 use super::{BackendError, Framing, Handshake, HealthCtx, Skip};
 use crate::config::ServerAddr;
 use crate::net::{Readiness, Stream};
@@ -34,7 +34,9 @@ use crate::stats::ServerStats;
 /// Requests queued on one connection before new ones are refused with `backend queue full`.
 /// It bounds memory when a server stops answering.
 const MAX_PENDING: usize = 64 * 1024;
-/// Unwritten request bytes buffered on one connection before new requests are refused.
+/// Unwritten request bytes buffered on one connection past which it is congested: the session
+/// that queued the request stops dispatching until the buffer drains to half of this. A large
+/// value in transit makes other requests wait (within the pool timeout), never fail.
 const MAX_UNWRITTEN: usize = 64 * 1024 * 1024;
 /// Read buffer headroom reserved before each read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -85,6 +87,22 @@ async fn handshake(stream: &Stream, h: &Handshake) -> Result<(), BackendError> {
 thread_local! {
     /// Idle connections that were given requests by the batch being dispatched on this worker.
     static DEFERRED: RefCell<Vec<Rc<BackendConn>>> = const { RefCell::new(Vec::new()) };
+    /// A connection the last request left congested (see [`MAX_UNWRITTEN`]): the session
+    /// dispatching must stop and wait for it ([`take_congested`]).
+    static CONGESTED: RefCell<Option<Rc<BackendConn>>> = const { RefCell::new(None) };
+}
+
+/// Whether a request just queued left its connection congested. Sessions check it after each
+/// request they dispatch, and stop dispatching when it says so.
+#[inline]
+pub fn congested_now() -> bool {
+    CONGESTED.with(|c| c.borrow().is_some())
+}
+
+/// The connection that the last request left congested, if any (clearing it): the session
+/// waits on it with [`BackendConn::wake_when_drained`].
+pub fn take_congested() -> Option<Rc<BackendConn>> {
+    CONGESTED.with(|c| c.borrow_mut().take())
 }
 
 /// Writes the requests a session just dispatched to connections that were idle. Sessions call
@@ -160,6 +178,20 @@ struct State {
     stream: Option<Rc<Stream>>,
     /// Whether the connection's deadline timer is armed (for the oldest request or earlier).
     timer_armed: bool,
+    /// Sessions waiting for the write buffer to drain (the connection is congested).
+    waiters: Vec<Rc<ReplySink>>,
+}
+
+impl State {
+    /// Wakes the sessions waiting for a congested buffer once it has drained to half the limit
+    /// (not just under it, so that they do not stop again after one request).
+    fn wake_drained(&mut self) {
+        if !self.waiters.is_empty() && self.wbuf.len() <= MAX_UNWRITTEN / 2 {
+            for sink in self.waiters.drain(..) {
+                sink.wake();
+            }
+        }
+    }
 }
 
 /// A connection handle: cheap to share between the sessions of one worker.
@@ -191,6 +223,7 @@ impl BackendConn {
                 shutdown: false,
                 stream: None,
                 timer_armed: false,
+                waiters: Vec::new(),
             }),
             wake: LocalNotify::default(),
         });
@@ -218,13 +251,16 @@ impl BackendConn {
             }
             st.phase = Phase::Idle;
         }
-        if st.pending.len() >= MAX_PENDING || st.wbuf.len() >= MAX_UNWRITTEN {
+        if st.pending.len() >= MAX_PENDING {
             drop(st);
             target.deliver(Err(BackendError::Overloaded));
             return;
         }
         let before = st.wbuf.len();
         encode(&mut st.wbuf);
+        if st.wbuf.len() >= MAX_UNWRITTEN {
+            CONGESTED.with(|c| *c.borrow_mut() = Some(self.clone()));
+        }
         self.stats.requests.inc();
         self.stats
             .request_bytes
@@ -272,8 +308,25 @@ impl BackendConn {
             },
             None => false,
         };
+        st.wake_drained();
         if !written {
             self.wake.notify();
+        }
+    }
+
+    /// Whether the unwritten requests are over [`MAX_UNWRITTEN`].
+    pub fn congested(&self) -> bool {
+        self.state.borrow().wbuf.len() >= MAX_UNWRITTEN
+    }
+
+    /// Wakes `sink`'s session once the connection is no longer congested.
+    pub fn wake_when_drained(&self, sink: &Rc<ReplySink>) {
+        let mut st = self.state.borrow_mut();
+        if st.wbuf.len() < MAX_UNWRITTEN {
+            drop(st);
+            sink.wake();
+        } else if !st.waiters.iter().any(|w| Rc::ptr_eq(w, sink)) {
+            st.waiters.push(sink.clone());
         }
     }
 
@@ -385,6 +438,7 @@ impl BackendConn {
         let pending = {
             let mut st = self.state.borrow_mut();
             st.wbuf.clear();
+            st.wake_drained();
             st.expired = 0;
             std::mem::take(&mut st.pending)
         };
@@ -448,14 +502,18 @@ impl BackendConn {
     /// Writes buffered requests; returns whether bytes remain (the socket is full).
     fn flush(&self, stream: &Stream) -> io::Result<bool> {
         let mut st = self.state.borrow_mut();
-        while !st.wbuf.is_empty() {
+        let result = loop {
+            if st.wbuf.is_empty() {
+                break Ok(false);
+            }
             match stream.try_write(&st.wbuf) {
                 Ok(n) => st.wbuf.advance(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
-                Err(e) => return Err(e),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(true),
+                Err(e) => break Err(e),
             }
-        }
-        Ok(false)
+        };
+        st.wake_drained();
+        result
     }
 
     fn read(

@@ -10,7 +10,7 @@ use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
 
-pub use conn::{flush_deferred, BackendConn, ConnSettings};
+pub use conn::{congested_now, flush_deferred, take_congested, BackendConn, ConnSettings};
 pub use health::{EjectPolicy, Health, HealthCtx};
 pub use sink::{Outcome, ReplySink, Target};
 

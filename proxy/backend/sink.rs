@@ -119,6 +119,11 @@ impl ReplySink {
         self.notify.notify();
     }
 
+    /// Wakes the session (a congested backend connection drained).
+    pub fn wake(&self) {
+        self.notify.notify();
+    }
+
     /// Bytes of replies that arrived and were not taken yet.
     pub fn held(&self) -> usize {
         self.held.get()

@@ -333,6 +333,9 @@ impl Handler for McSession {
                     if flow == Flow::Close {
                         return Flow::Close;
                     }
+                    if crate::backend::congested_now() {
+                        return Flow::Blocked;
+                    }
                 }
                 Parsed::Reject(reject) => {
                     self.pool.table.stats.errors[kind::CLIENT_PROTOCOL].inc();

@@ -60,6 +60,9 @@ pub enum Flow {
     Backlog,
     /// Stop reading; close once the replies already owed are written.
     Close,
+    /// A backend connection is congested by the last request (a large value in transit):
+    /// the rest waits in the buffer until it drains (`backend::take_congested`).
+    Blocked,
 }
 
 /// Class of replies not counted per command (refused requests).
@@ -201,7 +204,7 @@ pub async fn serve(stream: Stream, slot: Rc<PoolSlot>) {
 /// What the driver works with besides the handler.
 struct Ctx<'a> {
     stream: &'a Stream,
-    sink: &'a ReplySink,
+    sink: &'a Rc<ReplySink>,
     slot: &'a PoolSlot,
     body_timeout: Duration,
     stats: &'a crate::stats::PoolStats,
@@ -229,16 +232,30 @@ async fn drive<H: Handler>(ctx: Ctx<'_>, mut h: H) -> io::Result<()> {
     // The in-flight window (see the module docs) and what it is learnt from.
     let mut window = INITIAL_WINDOW;
     let mut avg_reply: Option<usize> = None;
+    // A congested backend connection this session waits for before dispatching more.
+    let mut blocked: Option<Rc<crate::backend::BackendConn>> = None;
     loop {
         h.refresh();
-        if !closing && !rbuf.is_empty() && h.in_flight() < window && wbuf.len() < MAX_UNSENT {
+        if blocked.as_ref().is_some_and(|conn| !conn.congested()) {
+            blocked = None;
+        }
+        if blocked.is_none()
+            && !closing
+            && !rbuf.is_empty()
+            && h.in_flight() < window
+            && wbuf.len() < MAX_UNSENT
+        {
             match h.handle_input(&mut rbuf, window) {
                 Flow::Close => closing = true,
-                Flow::Backlog => backlog = true,
+                Flow::Backlog | Flow::Blocked => backlog = true,
                 Flow::Continue => backlog = false,
             }
             // One write per idle backend connection for the whole batch.
             crate::backend::flush_deferred();
+            if let Some(conn) = crate::backend::take_congested() {
+                conn.wake_when_drained(sink);
+                blocked = Some(conn);
+            }
         }
         // At end of stream, answer every complete request first; what remains is a fragment.
         if (eof || stopping) && !backlog {
@@ -281,7 +298,7 @@ async fn drive<H: Handler>(ctx: Ctx<'_>, mut h: H) -> io::Result<()> {
         if wbuf.is_empty() && wbuf.capacity() > 0 {
             give_buffer(std::mem::take(&mut wbuf));
         }
-        let throttled = h.in_flight() >= window || wbuf.len() >= MAX_UNSENT;
+        let throttled = h.in_flight() >= window || wbuf.len() >= MAX_UNSENT || blocked.is_some();
         if backlog && !throttled && !closing {
             continue; // replies drained: dispatch the requests already buffered
         }
@@ -309,7 +326,7 @@ async fn drive<H: Handler>(ctx: Ctx<'_>, mut h: H) -> io::Result<()> {
                     }
                 }
             }
-            _ = sink.changed(), if h.in_flight() > 0 => {}
+            _ = sink.changed(), if h.in_flight() > 0 || blocked.is_some() => {}
             _ = &mut stop, if !stopping => stopping = true,
             _ = crate::wait::sleep_until(deadline), if deadline.is_some() => {
                 h.fail("timed out waiting for the rest of the request");

@@ -594,6 +594,9 @@ impl Handler for RedisSession {
                     if flow == Flow::Close {
                         return Flow::Close;
                     }
+                    if crate::backend::congested_now() {
+                        return Flow::Blocked;
+                    }
                 }
                 Step::Inline { resp, len } => {
                     input.advance(len);
@@ -605,6 +608,9 @@ impl Handler for RedisSession {
                     };
                     if self.dispatch(&args, frame) == Flow::Close {
                         return Flow::Close;
+                    }
+                    if crate::backend::congested_now() {
+                        return Flow::Blocked;
                     }
                 }
             }
