@@ -292,8 +292,8 @@ pub fn keys(spec: &CommandSpec, args: &[&[u8]], out: &mut Vec<usize>) -> Result<
 }
 
 /// The index of the key `SORT key [BY p] [LIMIT o c] [GET p ...] [ASC|DESC] [ALPHA] [STORE dst]`
-/// writes, if any: found as Redis's `sortGetKeys` finds it (options scanned from the second
-/// argument on, LIMIT skipping two arguments, BY and GET one, the last STORE winning), except
+/// writes, if any: found as Redis's `sortGetKeys` finds it (options scanned from the argument
+/// after the key on, LIMIT skipping two arguments, BY and GET one, the last STORE winning), except
 /// that the argument after STORE is consumed as SORT itself consumes it. Redis's helper scans
 /// that argument again as an option, so for `SORT src STORE limit STORE x` it names `limit`
 /// while SORT writes `x`; routing must follow the key that is really written.
