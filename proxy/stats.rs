@@ -150,6 +150,10 @@ const POOL_COUNTERS: &[(&str, &str)] = &[
         "Client connections closed on a socket error",
     ),
     (
+        "accept_errors_total",
+        "Failed accepts on the pool's listener (e.g. file descriptors exhausted)",
+    ),
+    (
         "forward_errors_total",
         "Error replies the proxy generated for a backend failure",
     ),
@@ -319,6 +323,8 @@ pub struct PoolStats {
     pub rejected_connections: Counter,
     pub client_eof: Counter,
     pub client_err: Counter,
+    /// Failed accepts on the listener; the log has one line per episode, this every failure.
+    pub accept_errors: Counter,
     pub forward_error: Counter,
     pub server_ejects: Counter,
     pub fragments: Counter,
@@ -357,6 +363,7 @@ impl PoolStats {
             rejected_connections: m.pool_counter("client_rejected_total", pool),
             client_eof: m.pool_counter("client_eof_total", pool),
             client_err: m.pool_counter("client_errors_total", pool),
+            accept_errors: m.pool_counter("accept_errors_total", pool),
             forward_error: m.pool_counter("forward_errors_total", pool),
             server_ejects: m.pool_counter("server_ejects_total", pool),
             fragments: m.pool_counter("fragments_total", pool),

@@ -353,3 +353,20 @@ fn twemproxys_example_and_the_demo_config_load_unchanged() {
     let demo = load(&root.join("config/demo.yml")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(demo.pools.len(), 2);
 }
+
+/// config/shardproxy.yml documents the extension keys; it must load and mean what it says.
+#[test]
+fn shardproxys_own_example_loads_with_its_extension_keys() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = load(&root.join("config/shardproxy.yml")).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = config.pools.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["sessions", "objects"]);
+    let (sessions, objects) = (&config.pools[0], &config.pools[1]);
+    assert!(!sessions.redis && !sessions.allow_flush_all && sessions.allow_scripts);
+    assert_eq!(
+        (sessions.ttl_jitter, sessions.client_timeout),
+        (10, Duration::from_millis(10_000))
+    );
+    assert!(objects.redis && !objects.allow_scripts && objects.allow_flush_all);
+    assert_eq!(objects.ttl_jitter, 5);
+}

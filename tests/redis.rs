@@ -28,15 +28,6 @@ impl Cluster<Redis> {
             .get_connection()
             .unwrap()
     }
-
-    /// Index of the one backend holding `key`.
-    fn holder(&self, key: &str) -> usize {
-        let found: Vec<usize> = (0..self.servers.len())
-            .filter(|&i| self.servers[i].cmd(&["EXISTS", key]) == b":1\r\n")
-            .collect();
-        assert_eq!(found.len(), 1, "{key} held by {found:?}");
-        found[0]
-    }
 }
 
 fn cmd(c: &mut RawClient, args: &[&str]) -> Vec<u8> {

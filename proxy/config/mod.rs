@@ -7,8 +7,8 @@
 //! `[::1]:port`, `reuseport`), and the only values refused beyond twemproxy's rules are those
 //! YAML would silently alter (an unquoted `redis_auth: 1e3`, see `scalar::verbatim`).
 //!
-//! shardproxy's own keys (`allow_flush_all`, `item_size_max`, `client_timeout`, `coalesce`,
-//! `ttl_jitter`) sit beside
+//! shardproxy's own keys (`allow_flush_all`, `allow_scripts`, `item_size_max`,
+//! `client_timeout`, `coalesce`, `ttl_jitter`) sit beside
 //! twemproxy's in the pool mapping; nutcracker would refuse them as unknown, so a file that
 //! uses them is shardproxy-only.
 //!
@@ -101,6 +101,11 @@ pub struct PoolConfig {
     /// shardproxy extension: `false` makes the proxy refuse `flush_all`, which would
     /// otherwise wipe every backend of the pool.
     pub allow_flush_all: bool,
+    /// shardproxy extension (`allow_scripts:`, Redis pools): `false` makes the proxy refuse
+    /// EVAL, FCALL, SCRIPT and FUNCTION. A script runs on the server its declared keys hash
+    /// to, but Redis lets it read and write any key of that server (and SELECT its other
+    /// databases), so a script can reach keys that belong to other clients of the pool.
+    pub allow_scripts: bool,
     /// shardproxy extension: the largest value forwarded, 1..=1 GiB.
     pub item_size_max: u32,
     /// shardproxy extension (`client_timeout:`, ms, > 0): a client that leaves a request
@@ -144,6 +149,7 @@ impl PoolConfig {
             reuseport: false,
             servers,
             allow_flush_all: true,
+            allow_scripts: true,
             item_size_max: DEFAULT_ITEM_SIZE_MAX,
             client_timeout: DEFAULT_CLIENT_TIMEOUT,
             coalesce: true,

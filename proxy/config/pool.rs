@@ -188,6 +188,7 @@ impl<'a> Builder<'a> {
             "reuseport" => p.reuseport = boolean(value)?,
             "servers" => self.servers = Some(server::parse_list(value).map_err(Reasons)?),
             "allow_flush_all" => p.allow_flush_all = boolean(value)?,
+            "allow_scripts" => p.allow_scripts = boolean(value)?,
             "coalesce" => p.coalesce = boolean(value)?,
             "ttl_jitter" => match number(value)? {
                 n @ 0..=100 => p.ttl_jitter = n as u8,

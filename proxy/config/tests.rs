@@ -48,6 +48,7 @@ fn defaults_when_keys_are_absent() {
     assert_eq!(p.server_retry_timeout, Duration::from_millis(30_000));
     assert_eq!((p.server_failure_limit, p.item_size_max), (2, 1_048_576));
     assert!(p.allow_flush_all && !p.redis && !p.preconnect && !p.auto_eject_hosts);
+    assert!(p.allow_scripts);
     assert_eq!(p.client_timeout, Duration::from_millis(30_000));
     assert!(p.coalesce);
     assert_eq!(p.ttl_jitter, 0);
@@ -60,7 +61,7 @@ fn every_setting_is_read() {
                  redis_db: 3\n  preconnect: true\n  auto_eject_hosts: true\n  \
                  server_connections: 4\n  server_retry_timeout: 2000\n  \
                  server_failure_limit: 5\n  tcpkeepalive: true\n  reuseport: true\n  \
-                 allow_flush_all: false\n  item_size_max: 2048\n  \
+                 allow_flush_all: false\n  allow_scripts: false\n  item_size_max: 2048\n  \
                  client_timeout: 300\n";
     let p = ok(&pool_with(extra)).pools.remove(0);
     assert_eq!(p.hash, crate::hash::HashKind::Md5);
@@ -72,7 +73,7 @@ fn every_setting_is_read() {
     assert!(p.redis && p.preconnect && p.auto_eject_hosts && p.tcpkeepalive && p.reuseport);
     assert_eq!((p.server_connections, p.server_failure_limit), (4, 5));
     assert_eq!(p.server_retry_timeout, Duration::from_millis(2000));
-    assert!(!p.allow_flush_all);
+    assert!(!p.allow_flush_all && !p.allow_scripts);
     assert_eq!(p.item_size_max, 2048);
     assert_eq!(p.client_timeout, Duration::from_millis(300));
 }
@@ -137,6 +138,22 @@ fn value_rules() {
         "sentinels",
         "not a known setting",
     );
+}
+
+#[test]
+fn allow_scripts_is_exactly_true_or_false() {
+    let redis = |value: &str| pool_with(&format!("  redis: true\n  allow_scripts: {value}\n"));
+    assert!(ok(&redis("true")).pools[0].allow_scripts);
+    assert!(!ok(&redis("false")).pools[0].allow_scripts);
+    assert!(!ok(&redis("\"false\"")).pools[0].allow_scripts);
+    for bad in ["no", "0", "off", "1.5", "disabled"] {
+        rejects(
+            &format!("  redis: true\n  allow_scripts: {bad}\n"),
+            "allow_scripts",
+            &format!("\"{bad}\" is not \"true\" or \"false\""),
+        );
+    }
+    rejects("  allow_scripts:\n", "allow_scripts", "has an empty value");
 }
 
 #[test]

@@ -113,6 +113,11 @@ fn remove_socket_file(addr: &ListenAddr) {
     }
 }
 
+/// Pause after a failed accept. A listener whose accept fails (EMFILE: the process is out of
+/// file descriptors) stays readable, so retrying at once would spin a core; 50 ms keeps the
+/// retries cheap and still picks clients up soon after descriptors are freed.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
 async fn accept_loop(
     listener: Listener,
     addr: ListenAddr,
@@ -120,6 +125,10 @@ async fn accept_loop(
     workers: Senders,
     mut next: usize,
 ) {
+    // Failed accepts since the last one that worked. The conditions behind them last (fds stay
+    // exhausted until clients leave), so one episode is logged twice, when it starts and when
+    // it ends, instead of 20 lines a second; the metric counts every failure.
+    let mut failures: u64 = 0;
     loop {
         let pool = table
             .borrow()
@@ -131,12 +140,25 @@ async fn accept_loop(
         let socket = match listener.accept(options(&pool)).await {
             Ok(s) => s,
             Err(e) => {
-                // EMFILE and friends: pause instead of spinning on a listener that stays ready.
-                warn!(pool = %pool.config.name, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                pool.stats.accept_errors.inc();
+                if failures == 0 {
+                    warn!(
+                        pool = %pool.config.name,
+                        error = %e,
+                        retry_ms = ACCEPT_RETRY.as_millis() as u64,
+                        "accept failed; retrying quietly until a client is accepted"
+                    );
+                }
+                failures += 1;
+                tokio::time::sleep(ACCEPT_RETRY).await;
                 continue;
             }
         };
+        if failures > 0 {
+            let plural = if failures == 1 { "" } else { "s" };
+            info!(pool = %pool.config.name, "accepting again after {failures} failure{plural}");
+            failures = 0;
+        }
         // The table may have changed while we waited: hand the client to the current pool.
         let pool = table
             .borrow()

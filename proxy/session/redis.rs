@@ -167,7 +167,7 @@ impl RedisSession {
 
     /// A command routed whole to the server of its keys.
     fn keyed(&mut self, spec: &CommandSpec, argv: &[&[u8]], frame: Bytes) {
-        if let Some(reason) = unsupported(spec, argv) {
+        if let Some(reason) = unsupported(spec, argv, self.pool.table.config.allow_scripts) {
             self.pool.table.stats.errors[kind::CLIENT_PROTOCOL].inc();
             self.error(&format!(
                 "ERR command '{}' is not supported by shardproxy: {reason}",
@@ -393,7 +393,12 @@ fn writes(spec: &CommandSpec) -> bool {
 }
 
 /// Why a command cannot be served through a sharding proxy, if it cannot.
-fn unsupported(spec: &CommandSpec, argv: &[&[u8]]) -> Option<&'static str> {
+fn unsupported(spec: &CommandSpec, argv: &[&[u8]], allow_scripts: bool) -> Option<&'static str> {
+    // Checked first so that every scripting command (EVAL*, FCALL*, SCRIPT *, FUNCTION *)
+    // gets the same reason: a script can reach keys it did not declare (see README).
+    if !allow_scripts && spec.in_category(cat::SCRIPTING) {
+        return Some("scripts are disabled for this pool (allow_scripts: false)");
+    }
     let blocks = match spec.name {
         // XREAD and XREADGROUP only block with BLOCK; without it they are plain reads.
         "xread" | "xreadgroup" => argv.iter().any(|a| a.eq_ignore_ascii_case(b"block")),

@@ -66,4 +66,19 @@ impl Cluster<Redis> {
     pub fn redis_with(servers: Vec<Redis>, extra: &str) -> Self {
         Self::assemble(servers, |s| s.port, redis_pool_yaml, "r", extra)
     }
+
+    /// Index of the one backend holding `key`, asked of each backend directly (so a test
+    /// checks where a write really landed, not where the proxy says it did).
+    pub fn holder(&self, key: &str) -> usize {
+        let found = self.holders(key);
+        assert_eq!(found.len(), 1, "{key} held by {found:?}");
+        found[0]
+    }
+
+    /// Indexes of every backend holding `key` (none, one, or more after a misrouted write).
+    pub fn holders(&self, key: &str) -> Vec<usize> {
+        (0..self.servers.len())
+            .filter(|&i| self.servers[i].cmd(&["EXISTS", key]) == b":1\r\n")
+            .collect()
+    }
 }

@@ -5,6 +5,7 @@
 
 use super::{accepts, tcp_listening, unix_listening, wait_until, TempDir};
 use std::fs::File;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -37,6 +38,17 @@ impl Proxy {
     /// listens on every `listen:` address in `yaml`; panics with the proxy's stderr if it
     /// exits first or is not listening within 10 s.
     pub fn start_with(yaml: &str, extra_args: &[&str]) -> Proxy {
+        Self::spawn(yaml, extra_args, None)
+    }
+
+    /// Like [`start_with`](Self::start_with), with the proxy's open-file limit
+    /// (`RLIMIT_NOFILE`, soft and hard) set to `nofile`, so a test can exhaust its file
+    /// descriptors with a few dozen clients.
+    pub fn start_with_fd_limit(yaml: &str, extra_args: &[&str], nofile: u64) -> Proxy {
+        Self::spawn(yaml, extra_args, Some(nofile))
+    }
+
+    fn spawn(yaml: &str, extra_args: &[&str], nofile: Option<u64>) -> Proxy {
         let dir = TempDir::new("shardproxy");
         let config = dir.join("shardproxy.yml");
         std::fs::write(&config, yaml).expect("write config");
@@ -49,6 +61,23 @@ impl Proxy {
             });
             if !overridden {
                 cmd.args([flag, value]);
+            }
+        }
+        if let Some(n) = nofile {
+            let limit = libc::rlimit {
+                rlim_cur: n as libc::rlim_t,
+                rlim_max: n as libc::rlim_t,
+            };
+            // SAFETY: runs in the forked child before exec; setrlimit is async-signal-safe,
+            // allocates nothing and only reads `limit`, a plain value moved into the closure.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
             }
         }
         let stdout = File::create(dir.join("stdout.log")).expect("create stdout.log");

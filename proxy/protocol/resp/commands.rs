@@ -4,7 +4,8 @@
 //! `COMMAND` output; this module gives it types, looks commands up case-insensitively without
 //! allocating, and finds a command's keys with Redis's own key-spec algorithm
 //! (`getKeysUsingKeySpecs`), so that every key-bearing command, including EVAL, XREAD or
-//! ZUNIONSTORE whose keys move with their arguments, is routed by its real keys.
+//! ZUNIONSTORE whose keys move with their arguments, is routed by its real keys. SORT's
+//! `STORE` destination, which no key spec can describe, is found as SORT parses it.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -281,7 +282,37 @@ pub fn keys(spec: &CommandSpec, args: &[&[u8]], out: &mut Vec<usize>) -> Result<
             i += step;
         }
     }
+    // SORT's destination has no key spec Redis can express (`Begin::Unknown`): its position
+    // depends on the options before it. Without it, `SORT src STORE dst` would be routed by
+    // `src` alone and write `dst` on `src`'s server. SORT_RO takes no STORE.
+    if spec.name == "sort" {
+        out.extend(sort_store_key(args));
+    }
     Ok(())
+}
+
+/// The index of the key `SORT key [BY p] [LIMIT o c] [GET p ...] [ASC|DESC] [ALPHA] [STORE dst]`
+/// writes, if any: found as Redis's `sortGetKeys` finds it (options scanned from the argument
+/// after the key on, LIMIT skipping two arguments, BY and GET one, the last STORE winning), except
+/// that the argument after STORE is consumed as SORT itself consumes it. Redis's helper scans
+/// that argument again as an option, so for `SORT src STORE limit STORE x` it names `limit`
+/// while SORT writes `x`; routing must follow the key that is really written.
+fn sort_store_key(args: &[&[u8]]) -> Option<usize> {
+    let mut store = None;
+    let mut i = 2;
+    while i < args.len() {
+        let arg = args[i];
+        if arg.eq_ignore_ascii_case(b"limit") {
+            i += 2;
+        } else if arg.eq_ignore_ascii_case(b"by") || arg.eq_ignore_ascii_case(b"get") {
+            i += 1;
+        } else if arg.eq_ignore_ascii_case(b"store") && i + 1 < args.len() {
+            store = Some(i + 1);
+            i += 1;
+        }
+        i += 1;
+    }
+    store
 }
 
 /// The ranges of `frame` that hold each argument, as `&[u8]` slices.

@@ -261,6 +261,33 @@ fn key_specs_find_every_key() {
     );
 }
 
+#[test]
+fn sort_store_destination_is_a_key() {
+    let sort = |args: &str| keys_of(&args.split(' ').collect::<Vec<_>>()).unwrap();
+    assert_eq!(sort("sort src"), ["src"]);
+    assert_eq!(sort("sort src STORE dst"), ["src", "dst"]);
+    assert_eq!(sort("SORT src store dst"), ["src", "dst"]);
+    assert_eq!(
+        sort("sort src BY w_* LIMIT 0 10 GET o_* GET # DESC ALPHA STORE dst"),
+        ["src", "dst"]
+    );
+    // The last STORE wins, as in SORT.
+    assert_eq!(sort("sort src STORE a STORE b"), ["src", "b"]);
+    // Arguments of LIMIT, BY and GET are never options, even when they spell one.
+    assert_eq!(sort("sort src GET store"), ["src"]);
+    assert_eq!(sort("sort src BY store STORE d"), ["src", "d"]);
+    assert_eq!(sort("sort src LIMIT store store STORE d"), ["src", "d"]);
+    // A destination that spells an option is still the destination (Redis's sortGetKeys
+    // would skip the STORE after it, naming a key SORT does not write).
+    assert_eq!(sort("sort src STORE limit STORE x"), ["src", "x"]);
+    assert_eq!(sort("sort src STORE get"), ["src", "get"]);
+    // STORE without a destination (a syntax error for SORT) names no key.
+    assert_eq!(sort("sort src STORE"), ["src"]);
+    // SORT_RO has no STORE option: its one key is the source.
+    assert_eq!(sort("sort_ro src"), ["src"]);
+    assert_eq!(sort("sort_ro src BY w_* GET o_* STORE dst"), ["src"]);
+}
+
 proptest! {
     /// No input panics the request parser, and it never claims more bytes than it was given.
     #[test]
