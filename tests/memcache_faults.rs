@@ -172,3 +172,73 @@ fn a_restarted_server_is_reconnected() {
         format!("VALUE {key} 0 1\r\nz\r\nEND\r\n").as_bytes(),
     );
 }
+
+/// A fake memcached that answers each `get <key>` line with `reply(key, n)` (n counts the
+/// gets): a broken server, which a real memcached cannot be made into. Serves one connection
+/// at a time until the test ends.
+fn broken_server(reply: fn(&str, usize) -> Vec<u8>) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut n = 0;
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let mut out = conn.try_clone().unwrap();
+            let mut lines = BufReader::new(conn);
+            let mut line = String::new();
+            while lines.read_line(&mut line).is_ok_and(|r| r > 0) {
+                let key = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                if out.write_all(&reply(&key, n)).is_err() {
+                    break;
+                }
+                n += 1;
+                line.clear();
+            }
+        }
+    });
+    port
+}
+
+/// Issue 12, item 10: a reply that names another key, or repeats a `VALUE`, is a backend
+/// protocol error for that request, never passed to the client.
+#[test]
+fn a_reply_for_keys_not_asked_for_is_a_protocol_error() {
+    let port = broken_server(|key, n| match n % 3 {
+        0 => b"VALUE other 0 1\r\nx\r\nEND\r\n".to_vec(),
+        1 => {
+            let mut r = format!("VALUE {key} 0 1\r\nx\r\n")
+                .repeat(1000)
+                .into_bytes();
+            r.extend_from_slice(b"END\r\n");
+            r
+        }
+        _ => format!("VALUE {key} 0 1\r\nx\r\nEND\r\n").into_bytes(),
+    });
+    for coalesce in ["true", "false"] {
+        let listen = common::free_port();
+        let yaml = common::memcache_pool_yaml(
+            "broken",
+            listen,
+            &[(port, 1, None)],
+            &format!("coalesce: {coalesce}"),
+        );
+        let _proxy = common::Proxy::start(&yaml);
+        let mut c = common::RawClient::connect_port(listen);
+        let error =
+            b"SERVER_ERROR backend protocol error: VALUE for a key that was not asked for\r\n";
+        // The fake counts gets across both proxies: find the phase by asking until the good
+        // reply comes, then check the two bad ones that follow it.
+        for _ in 0..3 {
+            c.send(b"get k\r\n");
+            if c.read_line() == b"VALUE k 0 1\r\n" {
+                assert_eq!(c.read_line(), b"x\r\n");
+                assert_eq!(c.read_line(), b"END\r\n");
+                break;
+            }
+        }
+        c.expect(b"get k\r\n", error);
+        c.expect(b"get k\r\n", error);
+        c.expect(b"get k\r\n", b"VALUE k 0 1\r\nx\r\nEND\r\n");
+    }
+}

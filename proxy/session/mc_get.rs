@@ -69,15 +69,21 @@ impl McSession {
             })
             .flatten();
         if req.keys.len() == 1 && coalesce && first != u32::MAX {
-            self.single_coalesced(first as usize, kind, &frame[req.keys[0].clone()], req);
+            self.single_coalesced(first as usize, kind, frame, req);
         } else if servers.iter().all(|&s| s == first) && !coalesce && repeats.is_none() {
-            // One server holds every key: forward as is and pass the reply through untouched.
-            let server = (first != u32::MAX).then_some(first as usize);
+            // One server holds every key: forward as is and pass the reply through (checked).
             let keys = req.keys.iter().map(|k| &frame[k.clone()]);
-            let nkeys = req.keys.len() as u32;
-            self.forward(server, VALUES_FRAMING, false, nkeys, |dst| {
-                mc::encode_retrieval(req.cmd, req.exptime, keys, dst)
-            });
+            let encode = |dst: &mut BytesMut| mc::encode_retrieval(req.cmd, req.exptime, keys, dst);
+            if first == u32::MAX {
+                self.forward(None, VALUES_FRAMING, false, encode);
+            } else {
+                let slot = self.sink.alloc();
+                let target = Target::Slot(self.sink.clone(), slot);
+                self.pool.servers[first as usize]
+                    .conn()
+                    .send(VALUES_FRAMING, target, encode);
+                self.push(Entry::Get { slot, frame });
+            }
         } else {
             self.split(
                 req,
@@ -91,7 +97,8 @@ impl McSession {
     }
 
     /// A single-key get: join the read in flight, or lead a new one.
-    fn single_coalesced(&mut self, server: usize, kind: u8, key: &[u8], req: &Request) {
+    fn single_coalesced(&mut self, server: usize, kind: u8, frame: Bytes, req: &Request) {
+        let key = &frame[req.keys[0].clone()];
         let pool = self.pool.clone();
         let stats = &pool.table.stats;
         let epochs = &pool.table.write_epochs;
@@ -99,7 +106,7 @@ impl McSession {
         if let Some(read) = pool.flights.candidate(epochs, server, kind, key) {
             if let Some(first) = pool.flights.read(&read, &self.sink, slot) {
                 stats.joined(first);
-                self.push(Entry::Single { slot, keys: 1 });
+                self.push(Entry::Get { slot, frame });
                 return;
             }
         }
@@ -108,7 +115,7 @@ impl McSession {
             Target::Slot(self.sink.clone(), slot),
             |dst| mc::encode_retrieval(req.cmd, req.exptime, std::iter::once(key), dst),
         );
-        self.push(Entry::Single { slot, keys: 1 });
+        self.push(Entry::Get { slot, frame });
     }
 
     /// One backend request per server, keys kept in request order within each. With
@@ -185,9 +192,9 @@ impl McSession {
                 .all(|(_, src)| matches!(src, Source::Fragment(_)))
         {
             // One server, nothing joined: its reply is the answer, passed through untouched.
-            self.push(Entry::Single {
+            self.push(Entry::Get {
                 slot: slots[0],
-                keys: keys.len() as u32,
+                frame,
             });
         } else {
             self.push(Entry::Multi(Box::new(MultiGet { frame, keys, slots })));

@@ -15,8 +15,11 @@ use crate::stats::kind;
 pub(crate) enum Entry {
     /// Answered by the proxy itself.
     Ready(Bytes),
-    /// One backend request; `keys` is the key count of a retrieval (for hit/miss counts).
-    Single { slot: u32, keys: u32 },
+    /// One backend request, its reply passed through.
+    Single { slot: u32 },
+    /// A retrieval passed through whole; its reply is checked against the keys of `frame`,
+    /// the request as the client sent it.
+    Get { slot: u32, frame: Bytes },
     /// A write whose key's coalescing epoch (`bucket`) is bumped again as it is answered.
     Written { slot: u32, bucket: u32 },
     /// A multi-get split over several servers.
@@ -87,13 +90,9 @@ impl McSession {
                 // Clients read the version to choose protocol features: ask a real server,
                 // the same one twemproxy asks.
                 let server = self.pool.server_for(b"placeholder");
-                self.forward(
-                    server,
-                    Framing::Memcache(Expect::Version),
-                    false,
-                    0,
-                    |dst| dst.put_slice(b"version\r\n"),
-                );
+                self.forward(server, Framing::Memcache(Expect::Version), false, |dst| {
+                    dst.put_slice(b"version\r\n")
+                });
             }
             Command::Verbosity => {
                 if !req.noreply {
@@ -123,7 +122,7 @@ impl McSession {
                     let bucket = self.pool.table.write_epochs.wrote(key);
                     self.forward_write(server, framing, req.noreply, bucket, encode);
                 } else {
-                    self.forward(server, framing, req.noreply, 0, encode);
+                    self.forward(server, framing, req.noreply, encode);
                 }
             }
         }
@@ -137,7 +136,6 @@ impl McSession {
         server: Option<usize>,
         framing: Framing,
         noreply: bool,
-        keys: u32,
         encode: impl FnOnce(&mut BytesMut),
     ) {
         let Some(server) = server else {
@@ -155,7 +153,7 @@ impl McSession {
         } else {
             let slot = self.sink.alloc();
             conn.send(framing, Target::Slot(self.sink.clone(), slot), encode);
-            self.push(Entry::Single { slot, keys });
+            self.push(Entry::Single { slot });
         }
     }
 
@@ -178,7 +176,7 @@ impl McSession {
                     .send(framing, target, encode);
                 self.push(Entry::Written { slot, bucket });
             }
-            _ => self.forward(server, framing, noreply, 0, encode),
+            _ => self.forward(server, framing, noreply, encode),
         }
     }
 
@@ -246,7 +244,9 @@ impl Handler for McSession {
     fn entry_done(&self, entry: &Entry) -> bool {
         match entry {
             Entry::Ready(_) => true,
-            Entry::Single { slot, .. } | Entry::Written { slot, .. } => self.sink.is_done(*slot),
+            Entry::Single { slot } | Entry::Get { slot, .. } | Entry::Written { slot, .. } => {
+                self.sink.is_done(*slot)
+            }
             Entry::Multi(m) => m.done(&self.sink),
             Entry::All { slots } => slots.iter().all(|&s| self.sink.is_done(s)),
         }
@@ -257,17 +257,28 @@ impl Handler for McSession {
         let stats = &self.pool.table.stats;
         match entry {
             Entry::Ready(bytes) => out.put_slice(&bytes),
-            Entry::Single { slot, keys } => match self.sink.take(slot) {
+            Entry::Single { slot } => match self.sink.take(slot) {
                 Ok(reply) => {
                     if mc::response::reply_is_error(&reply) {
                         stats.errors[kind::BACKEND_ERROR].inc();
-                    } else if keys > 0 {
-                        let hits = mc::value_blocks(&reply).count() as u64;
-                        stats.get_hits.add(hits);
-                        stats.get_misses.add((keys as u64).saturating_sub(hits));
                     }
                     out.put_slice(&reply);
                 }
+                Err(e) => put_error(out, &e, stats),
+            },
+            Entry::Get { slot, frame } => match self.sink.take(slot) {
+                Ok(reply) if mc::response::reply_is_error(&reply) => {
+                    stats.errors[kind::BACKEND_ERROR].inc();
+                    out.put_slice(&reply);
+                }
+                Ok(reply) => match mc::check_values(&reply, &frame) {
+                    Ok((hits, asked)) => {
+                        stats.get_hits.add(hits as u64);
+                        stats.get_misses.add((asked - hits) as u64);
+                        out.put_slice(&reply);
+                    }
+                    Err(e) => put_error(out, &BackendError::Protocol(e.0), stats),
+                },
                 Err(e) => put_error(out, &e, stats),
             },
             Entry::Written { slot, bucket } => {

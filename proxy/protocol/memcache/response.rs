@@ -194,6 +194,36 @@ pub fn value_blocks(reply: &[u8]) -> impl Iterator<Item = ValueBlock<'_>> {
     })
 }
 
+/// Checks a framed retrieval reply against the request it answers (`frame`, the request as
+/// the client sent it: `get k1 k2 ...`, `gat <exptime> k1 ...`): every `VALUE` must name a
+/// key that was asked for, in request order, each at most once (the keys of a request passed
+/// through whole are distinct). A server out of step could otherwise hand one client another
+/// key's value, or a reply of any size. Returns (hits, keys asked).
+pub fn check_values(reply: &[u8], frame: &[u8]) -> Result<(usize, usize), BadReply> {
+    let line = &frame[..memchr(b'\n', frame).unwrap_or(frame.len())];
+    let mut tokens = trim_cr(line)
+        .split(|&b| b == b' ')
+        .filter(|t| !t.is_empty());
+    let verb = tokens.next().unwrap_or_default();
+    if verb == b"gat" || verb == b"gats" {
+        tokens.next();
+    }
+    let (mut hits, mut asked) = (0, 0);
+    for block in value_blocks(reply) {
+        loop {
+            let Some(key) = tokens.next() else {
+                return Err(BadReply("VALUE for a key that was not asked for"));
+            };
+            asked += 1;
+            if key == block.key {
+                break;
+            }
+        }
+        hits += 1;
+    }
+    Ok((hits, asked + tokens.count()))
+}
+
 /// Whether a framed reply is an error line rather than a normal answer.
 pub fn reply_is_error(reply: &[u8]) -> bool {
     is_error(trim_cr(reply))

@@ -409,3 +409,16 @@ proptest! {
         prop_assert_eq!(value_blocks(&reply).count(), vals.len());
     }
 }
+
+#[test]
+fn retrieval_replies_are_checked_against_the_keys_asked() {
+    let ok = b"VALUE a 0 1\r\nx\r\nVALUE c 0 1\r\ny\r\nEND\r\n";
+    assert_eq!(check_values(ok, b"get a b c\r\n"), Ok((2, 3)));
+    assert_eq!(check_values(b"END\r\n", b"gat 10 a b\r\n"), Ok((0, 2)));
+    assert_eq!(check_values(ok, b"gats 0 a c\r\n"), Ok((2, 2)));
+    // Another key, the right keys out of order, a key twice.
+    assert!(check_values(ok, b"get b\r\n").is_err());
+    assert!(check_values(ok, b"get c a\r\n").is_err());
+    let twice = b"VALUE a 0 1\r\nx\r\nVALUE a 0 1\r\nx\r\nEND\r\n";
+    assert!(check_values(twice, b"get a\r\n").is_err());
+}
