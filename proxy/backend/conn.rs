@@ -45,83 +45,6 @@ const SKIP_CHUNK: usize = 256 * 1024;
 /// An empty read buffer larger than this is freed (a large reply went through it).
 const SHRINK_ABOVE: usize = 1024 * 1024;
 
-/// Sends the handshake and checks that every reply is a success (not `-ERR`/`-WRONGPASS`).
-async fn handshake(stream: &Stream, h: &Handshake) -> Result<(), BackendError> {
-    let mut sent = 0;
-    while sent < h.bytes.len() {
-        stream.writable().await.map_err(|e| BackendError::io(&e))?;
-        match stream.try_write(&h.bytes[sent..]) {
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(BackendError::io(&e)),
-        }
-    }
-    let mut buf = BytesMut::with_capacity(256);
-    let mut done = 0;
-    while done < h.replies {
-        stream.readable().await.map_err(|e| BackendError::io(&e))?;
-        match stream.try_read_buf(&mut buf) {
-            Ok(0) => return Err(BackendError::Closed),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(BackendError::io(&e)),
-        }
-        while done < h.replies {
-            let Some(len) = Framing::Resp.frame(&buf, 1 << 20)? else {
-                break;
-            };
-            let reply = buf.split_to(len);
-            if reply.first() == Some(&b'-') {
-                let text = String::from_utf8_lossy(&reply[1..len - 2]).into_owned();
-                return Err(BackendError::Handshake(text.into()));
-            }
-            done += 1;
-        }
-    }
-    if !buf.is_empty() {
-        return Err(BackendError::Protocol("unsolicited reply"));
-    }
-    Ok(())
-}
-
-thread_local! {
-    /// Idle connections that were given requests by the batch being dispatched on this worker.
-    static DEFERRED: RefCell<Vec<Rc<BackendConn>>> = const { RefCell::new(Vec::new()) };
-    /// A connection the last request left congested (see [`MAX_UNWRITTEN`]): the session
-    /// dispatching must stop and wait for it ([`take_congested`]).
-    static CONGESTED: RefCell<Option<Rc<BackendConn>>> = const { RefCell::new(None) };
-}
-
-/// Whether a request just queued left its connection congested. Sessions check it after each
-/// request they dispatch, and stop dispatching when it says so.
-#[inline]
-pub fn congested_now() -> bool {
-    CONGESTED.with(|c| c.borrow().is_some())
-}
-
-/// The connection that the last request left congested, if any (clearing it): the session
-/// waits on it with [`BackendConn::wake_when_drained`].
-pub fn take_congested() -> Option<Rc<BackendConn>> {
-    CONGESTED.with(|c| c.borrow_mut().take())
-}
-
-/// Writes the requests a session just dispatched to connections that were idle. Sessions call
-/// it after every batch; until then those requests sit in their connection's buffer (the
-/// batch's later requests to the same connection join them, and one write sends them all).
-pub fn flush_deferred() {
-    DEFERRED.with(|d| {
-        if d.borrow().is_empty() {
-            return;
-        }
-        let mut conns = std::mem::take(&mut *d.borrow_mut());
-        for conn in conns.drain(..) {
-            conn.flush_now();
-        }
-        // Keeps the list's capacity (nothing is deferred while flushing).
-        *d.borrow_mut() = conns;
-    });
-}
-
 /// Per-pool settings every connection of the pool shares.
 #[derive(Clone, Debug)]
 pub struct ConnSettings {
@@ -259,7 +182,7 @@ impl BackendConn {
         let before = st.wbuf.len();
         encode(&mut st.wbuf);
         if st.wbuf.len() >= MAX_UNWRITTEN {
-            CONGESTED.with(|c| *c.borrow_mut() = Some(self.clone()));
+            super::batch::congested(self.clone());
         }
         self.stats.requests.inc();
         self.stats
@@ -282,7 +205,7 @@ impl BackendConn {
             // connection's task just to write would cost a task switch per request.
             if st.stream.is_some() && (st.timer_armed || self.settings.timeout.is_none()) {
                 drop(st);
-                DEFERRED.with(|d| d.borrow_mut().push(self.clone()));
+                super::batch::defer(self.clone());
             } else {
                 self.wake.notify();
             }
@@ -293,7 +216,7 @@ impl BackendConn {
 
     /// Writes what is buffered now, from the caller's task; if the socket does not take all of
     /// it (or fails), the connection's task is woken to finish the job or handle the error.
-    fn flush_now(&self) {
+    pub(super) fn flush_now(&self) {
         let mut st = self.state.borrow_mut();
         let st = &mut *st;
         let written = match &st.stream {
@@ -375,8 +298,11 @@ impl BackendConn {
                     let err = match &self.settings.handshake {
                         None => self.serve(&stream).await,
                         Some(h) => {
-                            match timeout(self.settings.connect_timeout, handshake(&stream, h))
-                                .await
+                            match timeout(
+                                self.settings.connect_timeout,
+                                super::handshake::handshake(&stream, h),
+                            )
+                            .await
                             {
                                 Ok(Ok(())) => self.serve(&stream).await,
                                 Ok(Err(e)) => {

@@ -1,7 +1,9 @@
 //! Backend servers: persistent connections shared by every client of a worker, requests
 //! pipelined onto them and replies matched in order.
 
+mod batch;
 mod conn;
+mod handshake;
 pub mod health;
 pub mod sink;
 
@@ -10,7 +12,8 @@ use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
 
-pub use conn::{congested_now, flush_deferred, take_congested, BackendConn, ConnSettings};
+pub use batch::{congested_now, flush_deferred, take_congested};
+pub use conn::{BackendConn, ConnSettings};
 pub use health::{EjectPolicy, Health, HealthCtx};
 pub use sink::{Outcome, ReplySink, Target};
 

@@ -264,7 +264,7 @@ impl<'a> Builder<'a> {
             errors.push(ConfigError::key(
                 name,
                 "client_output_limit",
-                &format!(
+                format!(
                     "{} is smaller than one value of item_size_max ({}) and its header",
                     pool.client_output_limit, pool.item_size_max
                 ),

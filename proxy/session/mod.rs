@@ -23,6 +23,7 @@ mod mc_stats;
 pub mod memcache;
 pub mod redis;
 mod redis_local;
+mod redis_merge;
 mod repeats;
 
 use std::collections::VecDeque;
@@ -267,8 +268,7 @@ async fn drive<H: Handler>(ctx: Ctx<'_>, mut h: H) -> io::Result<()> {
         let (owed_before, out_before) = (h.in_flight(), wbuf.len());
         h.drain_replies(&mut wbuf, MAX_UNSENT);
         let replies = owed_before - h.in_flight();
-        if replies > 0 {
-            let size = (wbuf.len() - out_before) / replies;
+        if let Some(size) = (wbuf.len() - out_before).checked_div(replies) {
             let avg = avg_reply.map_or(size, |a| (a * 7 + size) / 8);
             avg_reply = Some(avg);
             window = (WINDOW_BYTES / avg.max(1)).clamp(1, MAX_IN_FLIGHT);

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::{redis_local, Flow, Handler, Owed, NO_CLASS};
-use crate::backend::{BackendError, Framing, Outcome, ReplySink, Target};
+use crate::backend::{BackendError, Framing, ReplySink, Target};
 use crate::coalesce::{cmd, Wrote};
 use crate::protocol::resp::commands::{self, cat, flag, CommandSpec, KeyError};
 use crate::protocol::resp::{encode, reply, Limits, Parser, Step};
@@ -57,7 +57,7 @@ pub struct RedisSession {
     /// The pool as of the current batch, refreshed from `slot` (reloads) each turn.
     pub(super) pool: Rc<WorkerPool>,
     slot: Rc<PoolSlot>,
-    sink: Rc<ReplySink>,
+    pub(super) sink: Rc<ReplySink>,
     owed: Owed<Entry>,
     parser: Parser,
     pub(super) authenticated: bool,
@@ -65,9 +65,6 @@ pub struct RedisSession {
     pub(super) id: u64,
     keys: Vec<usize>,
 }
-
-/// In an MGET's key list, a repeat of the key whose index is in the low bits.
-const REPEAT: u32 = 1 << 31;
 
 /// How a multi-key command that can be split is split and merged.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -304,7 +301,7 @@ impl RedisSession {
             .iter()
             .enumerate()
             .map(|(i, &s)| match repeats.as_ref().and_then(|r| r[i]) {
-                Some(first) => REPEAT | first,
+                Some(first) => super::redis_merge::REPEAT | first,
                 None => match order.iter().position(|&o| o == s) {
                     Some(i) => i as u32,
                     None => {
@@ -348,12 +345,6 @@ impl RedisSession {
             Split::Mset => Entry::AllOk { slots, wrote },
         });
     }
-}
-
-fn error_line(e: &BackendError) -> Vec<u8> {
-    let mut line = Vec::new();
-    encode::error(&mut line, &format!("ERR {e}"));
-    line
 }
 
 fn put_error(out: &mut BytesMut, e: &BackendError, stats: &crate::stats::PoolStats) {
@@ -471,98 +462,9 @@ impl Handler for RedisSession {
                     put_error(out, &e, stats)
                 }
             },
-            Entry::Mget { keys, slots } => {
-                let replies: Vec<Outcome> = slots.iter().map(|&s| self.sink.take(s)).collect();
-                let parts: Vec<Result<Vec<&[u8]>, Vec<u8>>> = replies
-                    .iter()
-                    .map(|r| match r {
-                        Ok(r) => reply::array_elements(r).ok_or_else(|| r.to_vec()),
-                        Err(e) => {
-                            let mut line = Vec::new();
-                            encode::error(&mut line, &format!("ERR {e}"));
-                            Err(line)
-                        }
-                    })
-                    .collect();
-                let mut cursors = vec![0usize; parts.len()];
-                // Past this the client is disconnected (see `session::drive`): stop copying.
-                let limit = self.pool.table.config.client_output_limit as usize;
-                let mut written: Vec<Range<usize>> = Vec::new();
-                encode::array_header(out, keys.len());
-                for &f in &keys {
-                    if out.len() > limit {
-                        break;
-                    }
-                    let start = out.len();
-                    if f & REPEAT != 0 {
-                        let copy = out[written[(f & !REPEAT) as usize].clone()].to_vec();
-                        if reply::is_nil(&copy) {
-                            stats.get_misses.inc()
-                        } else if !reply::is_error(&copy) {
-                            stats.get_hits.inc()
-                        }
-                        out.put_slice(&copy);
-                        written.push(start..out.len());
-                        continue;
-                    }
-                    let f = f as usize;
-                    match &parts[f] {
-                        Ok(elems) => {
-                            let elem = elems.get(cursors[f]).copied().unwrap_or(&b"$-1\r\n"[..]);
-                            cursors[f] += 1;
-                            if reply::is_nil(elem) {
-                                stats.get_misses.inc()
-                            } else {
-                                stats.get_hits.inc()
-                            }
-                            out.put_slice(elem);
-                        }
-                        Err(line) => {
-                            stats.get_lost.inc();
-                            out.put_slice(line);
-                        }
-                    }
-                    written.push(start..out.len());
-                }
-            }
-            Entry::Sum { slots, wrote } => {
-                wrote.answered(&self.pool.table.write_epochs);
-                let mut sum = 0i64;
-                let mut failure: Option<Vec<u8>> = None;
-                for slot in slots {
-                    match self.sink.take(slot) {
-                        Ok(r) => match reply::integer(&r) {
-                            Some(n) => sum += n,
-                            None => {
-                                failure.get_or_insert_with(|| r.to_vec());
-                            }
-                        },
-                        Err(e) => {
-                            failure.get_or_insert_with(|| error_line(&e));
-                        }
-                    }
-                }
-                match failure {
-                    Some(line) => out.put_slice(&line),
-                    None => encode::integer(out, sum),
-                }
-            }
-            Entry::AllOk { slots, wrote } => {
-                wrote.answered(&self.pool.table.write_epochs);
-                let mut failure: Option<Vec<u8>> = None;
-                for slot in slots {
-                    match self.sink.take(slot) {
-                        Ok(r) if r.as_ref() == b"+OK\r\n" => {}
-                        Ok(r) => {
-                            failure.get_or_insert_with(|| r.to_vec());
-                        }
-                        Err(e) => {
-                            failure.get_or_insert_with(|| error_line(&e));
-                        }
-                    }
-                }
-                out.put_slice(failure.as_deref().unwrap_or(b"+OK\r\n"));
-            }
+            Entry::Mget { keys, slots } => self.emit_mget(keys, slots, out),
+            Entry::Sum { slots, wrote } => self.emit_sum(slots, wrote, out),
+            Entry::AllOk { slots, wrote } => self.emit_all_ok(slots, wrote, out),
         }
     }
 
