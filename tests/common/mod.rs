@@ -8,6 +8,8 @@
 //! * [`RawClient`]: byte-exact wire assertions, independent of any client library.
 //! * [`Cluster`]: N backends behind one pool of one proxy, the usual test fixture.
 //! * [`memcache_pool_yaml`], [`redis_pool_yaml`]: config text for the common cases.
+//! * [`scrape_metrics`], [`metric_value`]: `/metrics` samples, for a proxy started with
+//!   `--metrics-addr`.
 //!
 //! Everything is blocking std code: it works the same from `#[test]` and from
 //! `#[tokio::test]` (where long blocking calls should go through `spawn_blocking`), and it
@@ -17,12 +19,14 @@
 
 mod client;
 mod cluster;
+mod metrics;
 mod proxy;
 mod relay;
 mod servers;
 
 pub use client::{resp_cmd, resp_frame_len, show, RawClient};
 pub use cluster::Cluster;
+pub use metrics::{metric_value, scrape_metrics};
 pub use proxy::{listen_addrs, Proxy};
 pub use relay::Relay;
 pub use servers::{Memcached, Redis};
