@@ -248,7 +248,8 @@ async fn drive<H: Handler>(ctx: Ctx<'_>, mut h: H) -> io::Result<()> {
         {
             match h.handle_input(&mut rbuf, window) {
                 Flow::Close => closing = true,
-                Flow::Backlog | Flow::Blocked => backlog = true,
+                // Complete requests wait in the buffer: they will not arrive again.
+                Flow::Backlog | Flow::Blocked => backlog = !rbuf.is_empty(),
                 Flow::Continue => backlog = false,
             }
             // One write per idle backend connection for the whole batch.
@@ -301,6 +302,11 @@ async fn drive<H: Handler>(ctx: Ctx<'_>, mut h: H) -> io::Result<()> {
         let throttled = h.in_flight() >= window || wbuf.len() >= MAX_UNSENT || blocked.is_some();
         if backlog && !throttled && !closing {
             continue; // replies drained: dispatch the requests already buffered
+        }
+        if wbuf.is_empty() && h.front_ready() {
+            // The socket took all that was drained while more replies wait (draining stops
+            // at MAX_UNSENT): no event would come for them, so drain again now.
+            continue;
         }
         // Slowloris guard: a request may not stay incomplete longer than the body timeout.
         incomplete_since = match (
