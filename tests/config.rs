@@ -369,4 +369,8 @@ fn shardproxys_own_example_loads_with_its_extension_keys() {
     );
     assert!(objects.redis && !objects.allow_scripts && objects.allow_flush_all);
     assert_eq!(objects.ttl_jitter, 5);
+    assert_eq!(
+        (sessions.client_output_limit, objects.client_output_limit),
+        (32 << 20, 64 << 20)
+    );
 }

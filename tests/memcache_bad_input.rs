@@ -105,35 +105,33 @@ fn each_class_of_bad_request_gets_its_reply_and_the_connection_survives() {
     }
 }
 
+/// A data block that does not end where its length said: memcached answers `bad data chunk`
+/// and runs the rest of the miscounted value as commands; the proxy gives the same answer and
+/// closes the connection, since where the value really ends cannot be known.
 #[test]
-fn data_block_mismatches_match_memcached_itself() {
+fn data_block_mismatches_answer_like_memcached_then_close() {
     let f = fixture("");
     let direct = Memcached::start();
     let inputs: &[&[u8]] = &[
-        b"set k 0 0 3\r\nabcde\r\nget k\r\n",
+        b"set k 0 0 3\r\nabcdeflush_all\r\n",
         b"set k 0 0 5\r\nabc\r\nget k\r\n",
         b"set k 0 0 2\r\nab\nget k\r\n",
     ];
     for input in inputs {
         let mut via_proxy = f.client();
         via_proxy.send(input);
-        via_proxy.send(b"verbosity 0\r\n");
-        let got = via_proxy.read_until(b"OK\r\n");
+        assert_eq!(via_proxy.read_line(), b"CLIENT_ERROR bad data chunk\r\n");
+        assert!(via_proxy.is_closed(), "input {}", common::show(input));
         let mut to_memcached = RawClient::connect(&direct.addr());
         to_memcached.send(input);
-        to_memcached.send(b"verbosity 0\r\n");
-        let want = to_memcached.read_until(b"OK\r\n");
-        assert_eq!(
-            common::show(&got),
-            common::show(&want),
-            "input {}",
-            common::show(input)
-        );
-        assert!(got.starts_with(b"CLIENT_ERROR bad data chunk\r\n"));
+        assert_eq!(to_memcached.read_line(), b"CLIENT_ERROR bad data chunk\r\n");
         direct.flush();
-        for s in &f.servers {
-            s.flush();
-        }
+    }
+    // Nothing ran: the servers' keys are intact.
+    let mut c = f.client();
+    still_works(&mut c);
+    for s in &f.servers {
+        assert_eq!(s.get_direct("k"), None);
     }
 }
 
@@ -256,6 +254,11 @@ fn stored_values_never_run_as_commands() {
         b"CLIENT_ERROR bad command line format\r\n",
     );
     c.expect(b"cas bad 0 0 9\r\nflush_all\r\n", b"ERROR\r\n");
+    // A meta set is not supported yet, and its data block is skipped all the same.
+    c.expect(
+        b"ms bad 9 T0\r\nflush_all\r\n",
+        b"CLIENT_ERROR command 'ms' is not supported by shardproxy\r\n",
+    );
     still_works(&mut c);
     assert_eq!(keep(&f), 20, "a data block ran as flush_all");
     // A length memcached would wrap (2^32+2 means 2 there): refused, and everything the client
@@ -295,7 +298,6 @@ fn refused_noreply_requests_stay_silent() {
         (b"incr k abc noreply\r\n", true),
         (b"touch k soon noreply\r\n", true),
         (b"delete k 5 noreply\r\n", true),
-        (b"set k 0 0 3 noreply\r\nabcXY", true),
         (b"cas k 0 0 1 x noreply\r\nx\r\n", false),
         (b"set k x 0 1 noreply\r\nx\r\n", false),
     ];

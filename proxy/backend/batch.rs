@@ -2,10 +2,10 @@
 //! connections a batch gave requests to (written once, after the batch), and the connection
 //! a request left congested (the session stops dispatching until it drains).
 //!
-//! Both live in thread-locals because a batch never leaves its worker thread, and because a
-//! check after every request must cost no more than a load.
+//! Both live in thread-locals because a batch never leaves its worker thread; the check after
+//! every request reads a `Cell<bool>` (one load), the connection itself only when it is set.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use super::BackendConn;
@@ -16,18 +16,23 @@ thread_local! {
     /// A connection the last request left congested (over `MAX_UNWRITTEN` unwritten bytes): the session
     /// dispatching must stop and wait for it ([`take_congested`]).
     static CONGESTED: RefCell<Option<Rc<BackendConn>>> = const { RefCell::new(None) };
+    /// Whether `CONGESTED` is set: the check after every request is one load.
+    static ANY_CONGESTED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Whether a request just queued left its connection congested. Sessions check it after each
 /// request they dispatch, and stop dispatching when it says so.
 #[inline]
 pub fn congested_now() -> bool {
-    CONGESTED.with(|c| c.borrow().is_some())
+    ANY_CONGESTED.get()
 }
 
 /// The connection that the last request left congested, if any (clearing it): the session
 /// waits on it with [`BackendConn::wake_when_drained`].
 pub fn take_congested() -> Option<Rc<BackendConn>> {
+    if !ANY_CONGESTED.replace(false) {
+        return None;
+    }
     CONGESTED.with(|c| c.borrow_mut().take())
 }
 
@@ -56,4 +61,5 @@ pub(super) fn defer(conn: Rc<BackendConn>) {
 /// Records that `conn` is congested by the request just queued.
 pub(super) fn congested(conn: Rc<BackendConn>) {
     CONGESTED.with(|c| *c.borrow_mut() = Some(conn));
+    ANY_CONGESTED.set(true);
 }

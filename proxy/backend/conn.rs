@@ -32,17 +32,20 @@ use crate::net::{Readiness, Stream};
 use crate::stats::ServerStats;
 
 /// Requests queued on one connection before new ones are refused with `backend queue full`.
-/// It bounds memory when a server stops answering.
+/// It bounds memory when a server stops answering; half of it already congests the connection.
 const MAX_PENDING: usize = 64 * 1024;
-/// Unwritten request bytes buffered on one connection past which it is congested: the session
-/// that queued the request stops dispatching until the buffer drains to half of this. A large
-/// value in transit makes other requests wait (within the pool timeout), never fail.
+/// Unwritten request bytes buffered on one connection past which it is congested. The session
+/// that queued the request stops dispatching until the connection drains to half (of this, and
+/// a quarter of `MAX_PENDING`): a large value in transit, or a flood of `noreply` requests,
+/// makes its senders wait instead of other clients' requests failing. Requests already queued
+/// keep their pool `timeout`; those a blocked client has not had dispatched wait in its socket.
 const MAX_UNWRITTEN: usize = 64 * 1024 * 1024;
 /// Read buffer headroom reserved before each read.
 const READ_CHUNK: usize = 16 * 1024;
 /// Read buffer headroom while a reply too large for its client is dropped.
 const SKIP_CHUNK: usize = 256 * 1024;
-/// An empty read buffer larger than this is freed (a large reply went through it).
+/// An empty read buffer larger than this is freed (a large reply went through it), and the
+/// bytes after a reply larger than this move to a buffer of their own.
 const SHRINK_ABOVE: usize = 1024 * 1024;
 
 /// Per-pool settings every connection of the pool shares.
@@ -97,7 +100,7 @@ struct State {
     failures: u32,
     shutdown: bool,
     /// The socket while the connection serves requests (after any handshake): a session may
-    /// then write to it directly (see [`flush_deferred`]).
+    /// then write to it directly (see [`super::flush_deferred`]).
     stream: Option<Rc<Stream>>,
     /// Whether the connection's deadline timer is armed (for the oldest request or earlier).
     timer_armed: bool,
@@ -106,10 +109,17 @@ struct State {
 }
 
 impl State {
-    /// Wakes the sessions waiting for a congested buffer once it has drained to half the limit
-    /// (not just under it, so that they do not stop again after one request).
+    fn congested(&self) -> bool {
+        self.wbuf.len() >= MAX_UNWRITTEN || self.pending.len() >= MAX_PENDING / 2
+    }
+
+    /// Wakes the sessions waiting for a congested connection once it has drained well below
+    /// the limits (not just under them, so that they do not stop again after one request).
     fn wake_drained(&mut self) {
-        if !self.waiters.is_empty() && self.wbuf.len() <= MAX_UNWRITTEN / 2 {
+        if !self.waiters.is_empty()
+            && self.wbuf.len() <= MAX_UNWRITTEN / 2
+            && self.pending.len() <= MAX_PENDING / 4
+        {
             for sink in self.waiters.drain(..) {
                 sink.wake();
             }
@@ -181,7 +191,7 @@ impl BackendConn {
         }
         let before = st.wbuf.len();
         encode(&mut st.wbuf);
-        if st.wbuf.len() >= MAX_UNWRITTEN {
+        if st.congested() {
             super::batch::congested(self.clone());
         }
         self.stats.requests.inc();
@@ -237,15 +247,15 @@ impl BackendConn {
         }
     }
 
-    /// Whether the unwritten requests are over [`MAX_UNWRITTEN`].
+    /// Whether too many requests are unwritten or unanswered (see [`MAX_UNWRITTEN`]).
     pub fn congested(&self) -> bool {
-        self.state.borrow().wbuf.len() >= MAX_UNWRITTEN
+        self.state.borrow().congested()
     }
 
     /// Wakes `sink`'s session once the connection is no longer congested.
     pub fn wake_when_drained(&self, sink: &Rc<ReplySink>) {
         let mut st = self.state.borrow_mut();
-        if st.wbuf.len() < MAX_UNWRITTEN {
+        if !st.congested() {
             drop(st);
             sink.wake();
         } else if !st.waiters.iter().any(|w| Rc::ptr_eq(w, sink)) {
@@ -507,6 +517,13 @@ impl BackendConn {
                 None => return Err(BackendError::Protocol("unsolicited reply")),
             };
             let reply = match framing.frame(rbuf, self.settings.max_value)? {
+                Some(len) if len > SHRINK_ABOVE => {
+                    // The rest moves to a buffer of its own, so that small replies split off
+                    // later do not keep this large allocation alive.
+                    let rest = BytesMut::from(&rbuf[len..]);
+                    rbuf.truncate(len);
+                    Ok(std::mem::replace(rbuf, rest).freeze())
+                }
                 Some(len) => Ok(rbuf.split_to(len).freeze()),
                 None if rbuf.len() > self.settings.max_reply => match framing.skipper() {
                     Some(skip) => {
@@ -520,7 +537,9 @@ impl BackendConn {
             let done = {
                 let mut st = self.state.borrow_mut();
                 st.expired = st.expired.saturating_sub(1);
-                st.pending.pop_front()
+                let done = st.pending.pop_front();
+                st.wake_drained();
+                done
             };
             if let Some(p) = done {
                 if let Some(sent) = p.sent {

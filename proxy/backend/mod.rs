@@ -40,6 +40,10 @@ pub enum BackendError {
     /// connection reads it and drops it, and the client is disconnected.
     #[error("reply larger than client_output_limit")]
     ReplyTooLarge,
+    /// A read that joined a multi-get whose reply was too large for that multi-get's client
+    /// (coalescing): this read fails with an error reply, and its client stays connected.
+    #[error("the read this one joined was dropped as too large; retry")]
+    JoinedTooLarge,
     /// The connection handshake (AUTH, SELECT) was refused; the text is the server's.
     #[error("backend refused the connection setup: {0}")]
     Handshake(Arc<str>),

@@ -5,8 +5,8 @@ use std::rc::Rc;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::index::{Flights, Lead};
-use crate::backend::Outcome;
 use crate::backend::ReplySink;
+use crate::backend::{BackendError, Outcome};
 use crate::protocol::memcache::value_blocks;
 
 /// Kept in a leading read's reply slot: which index entries point at it and who joined.
@@ -79,6 +79,9 @@ impl More {
         for f in self.followers {
             let copy = match (outcome, &f.part_of) {
                 (Ok(reply), Some(key)) => Ok(single_key_reply(reply, key)),
+                // The multi-get it joined was too large for its own client; this read's part
+                // may be small: fail the read, not the connection of the client who joined.
+                (Err(BackendError::ReplyTooLarge), Some(_)) => Err(BackendError::JoinedTooLarge),
                 _ => outcome.clone(),
             };
             f.sink.complete(f.slot, copy);

@@ -85,8 +85,8 @@ fn bucket(hash: u64) -> usize {
 }
 
 impl WriteEpochs {
-    /// Records that a write of `key` is being forwarded; returns the key's bucket, to be
-    /// bumped again when the write is answered ([`Wrote`]).
+    /// Records that a write of `key` is being forwarded (its first bump); returns the key's
+    /// bucket, to be bumped again when the write is answered ([`Wrote`]).
     #[inline]
     pub fn wrote(&self, key: &[u8]) -> u32 {
         let b = bucket(key_hash(key));

@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::memcache::{Entry, McSession, VALUES_FRAMING};
+use super::memcache::{Asked, Entry, McSession, VALUES_FRAMING};
 use crate::backend::{BackendError, Outcome, ReplySink, Target};
 use crate::coalesce::{cmd, ReadKey};
 use crate::protocol::memcache::{self as mc, Command, Request};
@@ -32,6 +32,12 @@ pub(crate) struct MultiGet {
 }
 
 impl MultiGet {
+    /// Bytes of bookkeeping it holds (counted against `client_output_limit`).
+    pub(crate) fn held(&self) -> usize {
+        self.keys.capacity() * std::mem::size_of::<(Range<usize>, Source)>()
+            + self.slots.capacity() * 4
+    }
+
     pub(crate) fn done(&self, sink: &ReplySink) -> bool {
         self.slots.iter().all(|&s| sink.is_done(s))
             && self.keys.iter().all(|(_, src)| match src {
@@ -82,7 +88,8 @@ impl McSession {
                 self.pool.servers[first as usize]
                     .conn()
                     .send(VALUES_FRAMING, target, encode);
-                self.push(Entry::Get { slot, frame });
+                let asked = Asked::new(frame, &req.keys);
+                self.push(Entry::Get { slot, asked });
             }
         } else {
             self.split(
@@ -106,7 +113,8 @@ impl McSession {
         if let Some(read) = pool.flights.candidate(epochs, server, kind, key) {
             if let Some(first) = pool.flights.read(&read, &self.sink, slot) {
                 stats.joined(first);
-                self.push(Entry::Get { slot, frame });
+                let asked = Asked::new(frame, &req.keys);
+                self.push(Entry::Get { slot, asked });
                 return;
             }
         }
@@ -115,7 +123,8 @@ impl McSession {
             Target::Slot(self.sink.clone(), slot),
             |dst| mc::encode_retrieval(req.cmd, req.exptime, std::iter::once(key), dst),
         );
-        self.push(Entry::Get { slot, frame });
+        let asked = Asked::new(frame, &req.keys);
+        self.push(Entry::Get { slot, asked });
     }
 
     /// One backend request per server, keys kept in request order within each. With
@@ -192,9 +201,10 @@ impl McSession {
                 .all(|(_, src)| matches!(src, Source::Fragment(_)))
         {
             // One server, nothing joined: its reply is the answer, passed through untouched.
+            let asked = Asked::new(frame, &req.keys);
             self.push(Entry::Get {
                 slot: slots[0],
-                frame,
+                asked,
             });
         } else {
             self.push(Entry::Multi(Box::new(MultiGet { frame, keys, slots })));
@@ -216,6 +226,7 @@ impl McSession {
         let mut written: Vec<Range<usize>> = Vec::new();
         for (key, src) in &m.keys {
             if out.len() > limit {
+                self.truncated = true;
                 return;
             }
             let start = out.len();

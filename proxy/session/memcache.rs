@@ -17,9 +17,8 @@ pub(crate) enum Entry {
     Ready(Bytes),
     /// One backend request, its reply passed through.
     Single { slot: u32 },
-    /// A retrieval passed through whole; its reply is checked against the keys of `frame`,
-    /// the request as the client sent it.
-    Get { slot: u32, frame: Bytes },
+    /// A retrieval passed through whole; its reply is checked against the keys asked.
+    Get { slot: u32, asked: Asked },
     /// A write whose key's coalescing epoch (`bucket`) is bumped again as it is answered.
     Written { slot: u32, bucket: u32 },
     /// A multi-get split over several servers.
@@ -28,10 +27,48 @@ pub(crate) enum Entry {
     All { slots: Vec<u32> },
 }
 
+/// The keys of a retrieval passed through whole, to check its reply against: a short single
+/// key is copied (holding the request's frame would keep the client's read buffer from being
+/// reused while the reply is awaited), anything else keeps the frame.
+pub(crate) enum Asked {
+    Key { len: u8, bytes: [u8; ASKED_INLINE] },
+    Frame(Bytes),
+}
+
+const ASKED_INLINE: usize = 22;
+
+impl Asked {
+    pub(super) fn new(frame: Bytes, keys: &[std::ops::Range<usize>]) -> Asked {
+        match keys {
+            [k] if k.len() <= ASKED_INLINE => {
+                let mut bytes = [0; ASKED_INLINE];
+                bytes[..k.len()].copy_from_slice(&frame[k.clone()]);
+                Asked::Key {
+                    len: k.len() as u8,
+                    bytes,
+                }
+            }
+            _ => Asked::Frame(frame),
+        }
+    }
+
+    /// (hits, keys asked) of `reply`, or why it does not answer these keys.
+    fn check(&self, reply: &[u8]) -> Result<(usize, usize), mc::BadReply> {
+        match self {
+            Asked::Key { len, bytes } => {
+                mc::check_values(reply, std::iter::once(&bytes[..*len as usize]))
+            }
+            Asked::Frame(frame) => mc::check_values(reply, mc::retrieval_keys(frame)),
+        }
+    }
+}
+
 impl super::Held for Entry {
     fn held(&self) -> usize {
         match self {
             Entry::Ready(bytes) => bytes.len(),
+            // One line can name 100,000 keys: their bookkeeping counts too.
+            Entry::Multi(m) => m.held(),
             _ => 0,
         }
     }
@@ -49,6 +86,8 @@ pub struct McSession {
     pub(super) scratch: Vec<u32>,
     /// The key vector of the last request, reused by the next one.
     spare_keys: Vec<std::ops::Range<usize>>,
+    /// A merged reply was cut short at `client_output_limit` (see `Handler::truncated`).
+    pub(super) truncated: bool,
 }
 
 pub(super) const VALUES_FRAMING: Framing = Framing::Memcache(Expect::Values);
@@ -63,6 +102,7 @@ impl McSession {
             swallow: 0,
             scratch: Vec::new(),
             spare_keys: Vec::new(),
+            truncated: false,
         }
     }
 
@@ -266,12 +306,12 @@ impl Handler for McSession {
                 }
                 Err(e) => put_error(out, &e, stats),
             },
-            Entry::Get { slot, frame } => match self.sink.take(slot) {
+            Entry::Get { slot, asked } => match self.sink.take(slot) {
                 Ok(reply) if mc::response::reply_is_error(&reply) => {
                     stats.errors[kind::BACKEND_ERROR].inc();
                     out.put_slice(&reply);
                 }
-                Ok(reply) => match mc::check_values(&reply, &frame) {
+                Ok(reply) => match asked.check(&reply) {
                     Ok((hits, asked)) => {
                         stats.get_hits.add(hits as u64);
                         stats.get_misses.add((asked - hits) as u64);
@@ -377,6 +417,10 @@ impl Handler for McSession {
 
     fn config(&self) -> &crate::config::PoolConfig {
         &self.pool.table.config
+    }
+
+    fn truncated(&self) -> bool {
+        self.truncated
     }
 
     fn mid_request(&self, input: &BytesMut) -> bool {

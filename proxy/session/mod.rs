@@ -13,8 +13,9 @@
 //!   a pipeline of reads of large values never commits a shared backend connection to
 //!   gigabytes of replies ahead of other clients' requests;
 //! - reply bytes owed and not yet written (replies waiting in the sink, replies the proxy
-//!   built, the write buffer) are capped by the pool's `client_output_limit`: past it the
-//!   client is disconnected and counted, and replies still arriving for it are dropped;
+//!   built, what the socket would not take) are capped by the pool's `client_output_limit`:
+//!   past it the client is disconnected and counted, and replies still arriving for it are
+//!   dropped;
 //! - a request that stays incomplete too long closes the connection, which stops slowloris
 //!   clients that hold a value half-sent.
 
@@ -39,12 +40,13 @@ use crate::backend::ReplySink;
 use crate::net::{Readiness, Stream};
 use crate::server::PoolSlot;
 
-/// Requests (a multi-get counts once) a client may have in flight before the proxy stops
-/// reading from it.
+/// Most requests (a multi-get counts once) a client may have in flight, however small its
+/// replies: the ceiling of the learnt window.
 const MAX_IN_FLIGHT: usize = 1024;
 /// Requests a client may have in flight before its first replies show how large they are.
 const INITIAL_WINDOW: usize = 32;
-/// Reply bytes a client may have in flight, at the average size of its replies so far.
+/// Reply bytes a client may have in flight, at the average size of its replies so far (and at
+/// most a quarter of its `client_output_limit`).
 const WINDOW_BYTES: usize = 4 * 1024 * 1024;
 /// Reply bytes waiting for a slow reader before the proxy stops reading from it.
 const MAX_UNSENT: usize = 4 * 1024 * 1024;
@@ -118,7 +120,9 @@ pub(crate) trait Handler {
     /// The pool's counters (replies are counted per command class as they are sent).
     fn stats(&self) -> &crate::stats::PoolStats;
     /// Parses and dispatches every complete request at the front of `input`, consuming it.
-    /// Must stop early (leaving input) once `in_flight()` reaches `max_in_flight`.
+    /// Must stop early (leaving input) once `in_flight()` reaches `max_in_flight`
+    /// ([`Flow::Backlog`]), and after a request that left a backend connection congested
+    /// ([`Flow::Blocked`]).
     fn handle_input(&mut self, input: &mut BytesMut, max_in_flight: usize) -> Flow;
     /// Whether the oldest reply owed to the client is complete.
     fn front_ready(&self) -> bool {
@@ -155,6 +159,9 @@ pub(crate) trait Handler {
     fn refresh(&mut self);
     /// The pool's configuration as of the current batch.
     fn config(&self) -> &crate::config::PoolConfig;
+    /// Whether a reply was cut short because it would exceed `client_output_limit` (a merged
+    /// multi-get): the client is disconnected before any of it is written.
+    fn truncated(&self) -> bool;
     /// Whether the handler is partway through a request (more bytes are owed by the client).
     fn mid_request(&self, input: &BytesMut) -> bool {
         !input.is_empty()
@@ -237,8 +244,15 @@ async fn drive<H: Handler>(ctx: Ctx<'_>, mut h: H) -> io::Result<()> {
     let mut blocked: Option<Rc<crate::backend::BackendConn>> = None;
     loop {
         h.refresh();
-        if blocked.as_ref().is_some_and(|conn| !conn.congested()) {
-            blocked = None;
+        let limit = h.config().client_output_limit as usize;
+        if let Some(conn) = &blocked {
+            if conn.congested() {
+                // Woken by a reply, or drained and congested again by another session: wait
+                // for the next drain (waiters are woken once each).
+                conn.wake_when_drained(sink);
+            } else {
+                blocked = None;
+            }
         }
         if blocked.is_none()
             && !closing
@@ -272,10 +286,11 @@ async fn drive<H: Handler>(ctx: Ctx<'_>, mut h: H) -> io::Result<()> {
         if let Some(size) = (wbuf.len() - out_before).checked_div(replies) {
             let avg = avg_reply.map_or(size, |a| (a * 7 + size) / 8);
             avg_reply = Some(avg);
-            window = (WINDOW_BYTES / avg.max(1)).clamp(1, MAX_IN_FLIGHT);
+            let budget = WINDOW_BYTES.min(limit / 4);
+            window = (budget / avg.max(1)).clamp(1, MAX_IN_FLIGHT);
         }
-        let limit = h.config().client_output_limit as usize;
-        if sink.overflowed() || wbuf.len() + sink.held() + h.owed().held > limit {
+        // A reply cut short because it would not fit is never written.
+        if sink.overflowed() || h.truncated() {
             output_limit_reached(stats, h.config());
             return Ok(());
         }
@@ -288,6 +303,11 @@ async fn drive<H: Handler>(ctx: Ctx<'_>, mut h: H) -> io::Result<()> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err(e),
             }
+        }
+        // Counted once the socket took what it would: a client that reads is not owed it.
+        if wbuf.len() + sink.held() + h.owed().held > limit {
+            output_limit_reached(stats, h.config());
+            return Ok(());
         }
         if closing && h.in_flight() == 0 && wbuf.is_empty() {
             return Ok(());

@@ -48,6 +48,7 @@ impl super::Held for Entry {
     fn held(&self) -> usize {
         match self {
             Entry::Ready(bytes) => bytes.len(),
+            Entry::Mget { keys, slots } => (keys.capacity() + slots.capacity()) * 4,
             _ => 0,
         }
     }
@@ -64,6 +65,8 @@ pub struct RedisSession {
     pub(super) name: Option<Bytes>,
     pub(super) id: u64,
     keys: Vec<usize>,
+    /// A merged reply was cut short at `client_output_limit` (see `Handler::truncated`).
+    pub(super) truncated: bool,
 }
 
 /// How a multi-key command that can be split is split and merged.
@@ -88,6 +91,7 @@ impl RedisSession {
             name: None,
             id,
             keys: Vec::new(),
+            truncated: false,
         }
     }
 
@@ -534,6 +538,10 @@ impl Handler for RedisSession {
 
     fn config(&self) -> &crate::config::PoolConfig {
         &self.pool.table.config
+    }
+
+    fn truncated(&self) -> bool {
+        self.truncated
     }
 
     fn mid_request(&self, input: &BytesMut) -> bool {

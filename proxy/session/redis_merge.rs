@@ -36,6 +36,7 @@ impl RedisSession {
         encode::array_header(out, keys.len());
         for &f in &keys {
             if out.len() > limit {
+                self.truncated = true;
                 break;
             }
             let start = out.len();

@@ -11,7 +11,7 @@ mod tests;
 use bytes::{BufMut, BytesMut};
 
 pub use request::{parse, parse_reusing, After, Command, Parsed, Reject, Request};
-pub use response::{check_values, frame_reply, value_blocks, BadReply, Expect};
+pub use response::{check_values, frame_reply, retrieval_keys, value_blocks, BadReply, Expect};
 
 /// Limits the client-side parser enforces. Defaults follow memcached's own where it has one.
 #[derive(Clone, Debug)]

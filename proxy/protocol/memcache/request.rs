@@ -8,9 +8,10 @@
 //!   truncated to 32 bits) and forwarded as plain decimals, except data lengths of 2^31 - 2
 //!   and more: memcached refuses those or silently wraps them (2^32+2 becomes 2), and the rest
 //!   of such a "value" would run as commands on a shared connection;
-//! - a refused storage command has its data block skipped whenever its length can be read,
-//!   and the connection is closed when it cannot, so no byte a client sent as data is ever
-//!   parsed as a command (memcached itself runs such blocks as commands);
+//! - a refused storage command (or `ms`) has its data block skipped whenever its length can be
+//!   read, and the connection is closed when it cannot, or when a data block turns out not to
+//!   end where its length said: no byte a client sent as data is ever parsed as a command
+//!   (memcached itself runs such blocks as commands);
 //! - a refused request that said `noreply` gets no reply, as from memcached;
 //! - keys may not hold control bytes: memcached truncates a key at NUL, so the proxy would route
 //!   one key and the server would store another;
@@ -280,12 +281,20 @@ pub fn parse_reusing(buf: &[u8], limits: &Limits, mut keys: Vec<Range<usize>>) -
         if UNSUPPORTED.contains(&&line[verb.clone()]) {
             let reply = format!(
                 "CLIENT_ERROR command '{}' is not supported by shardproxy\r\n",
-                String::from_utf8_lossy(&line[verb])
+                String::from_utf8_lossy(&line[verb.clone()])
             );
+            // `ms <key> <datalen> ...` carries a data block: skip it (one request, one
+            // reply, and none of its data run as commands), or close if its length is unreadable.
+            let after = if &line[verb] == b"ms" {
+                let len = tokens.nth(1).and_then(|t| number::strtoull(&line[t]));
+                len.map_or(After::Close, |l| After::Swallow(l.saturating_add(2)))
+            } else {
+                After::Continue
+            };
             return Parsed::Reject(Reject {
                 reply: Bytes::from(reply),
                 consumed: header_len,
-                after: After::Continue,
+                after,
             });
         }
         return reject(ERROR, header_len, After::Continue);
@@ -321,10 +330,11 @@ pub fn parse_reusing(buf: &[u8], limits: &Limits, mut keys: Vec<Range<usize>>) -
         return Parsed::Incomplete;
     }
     if &buf[header_len + len..total] != b"\r\n" {
-        // memcached consumes exactly <bytes>+2 and reports the chunk; we do the same, so a
-        // client that miscounted stays in step with what memcached would have done.
+        // memcached consumes <bytes>+2, reports the chunk and reads on, running the rest of a
+        // miscounted value as commands. Where the value really ends cannot be known, so the
+        // proxy answers as memcached does and closes the connection.
         let reply = if req.noreply { &b""[..] } else { BAD_CHUNK };
-        return reject(reply, total, After::Continue);
+        return reject(reply, total, After::Close);
     }
     req.data = header_len..header_len + len;
     Parsed::Request(req, total)

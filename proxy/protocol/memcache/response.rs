@@ -126,7 +126,10 @@ impl SkipValues {
                 return Ok((pos, true));
             }
             let header = parse_value_line(text).ok_or(BadReply("malformed VALUE line"))?;
-            self.data_left = header.len + 2;
+            self.data_left = header
+                .len
+                .checked_add(2)
+                .ok_or(BadReply("VALUE length beyond the item size limit"))?;
         }
     }
 }
@@ -194,34 +197,48 @@ pub fn value_blocks(reply: &[u8]) -> impl Iterator<Item = ValueBlock<'_>> {
     })
 }
 
-/// Checks a framed retrieval reply against the request it answers (`frame`, the request as
-/// the client sent it: `get k1 k2 ...`, `gat <exptime> k1 ...`): every `VALUE` must name a
-/// key that was asked for, in request order, each at most once (the keys of a request passed
-/// through whole are distinct). A server out of step could otherwise hand one client another
-/// key's value, or a reply of any size. Returns (hits, keys asked).
-pub fn check_values(reply: &[u8], frame: &[u8]) -> Result<(usize, usize), BadReply> {
-    let line = &frame[..memchr(b'\n', frame).unwrap_or(frame.len())];
-    let mut tokens = trim_cr(line)
-        .split(|&b| b == b' ')
-        .filter(|t| !t.is_empty());
-    let verb = tokens.next().unwrap_or_default();
-    if verb == b"gat" || verb == b"gats" {
-        tokens.next();
-    }
-    let (mut hits, mut asked) = (0, 0);
-    for block in value_blocks(reply) {
+/// Checks a framed retrieval reply against the keys of the request it answers, in request
+/// order: every `VALUE` must name a key that was asked for, in that order, each at most once
+/// (the keys of a request passed through whole are distinct). A server out of step could
+/// otherwise hand one client another key's value, or a reply of any size. Returns (hits, keys
+/// asked). The reply's syntax was checked when it was framed; this only reads each block's key
+/// and length.
+pub fn check_values<'a>(
+    reply: &[u8],
+    mut asked: impl Iterator<Item = &'a [u8]>,
+) -> Result<(usize, usize), BadReply> {
+    const NOT_ASKED: BadReply = BadReply("VALUE for a key that was not asked for");
+    let (mut pos, mut hits, mut keys) = (0, 0, 0);
+    while let Some(header) = reply[pos..].strip_prefix(b"VALUE ") {
+        let end = memchr(b'\n', header).ok_or(NOT_ASKED)?;
+        let mut tokens = header[..end].split(|&b| b == b' ');
+        let key = tokens.next().unwrap_or_default();
+        let len = tokens
+            .nth(1)
+            .map(trim_cr)
+            .and_then(parse_u64)
+            .ok_or(NOT_ASKED)?;
         loop {
-            let Some(key) = tokens.next() else {
-                return Err(BadReply("VALUE for a key that was not asked for"));
-            };
-            asked += 1;
-            if key == block.key {
+            keys += 1;
+            if asked.next().ok_or(NOT_ASKED)? == key {
                 break;
             }
         }
         hits += 1;
+        pos += 6 + end + 1 + len as usize + 2;
     }
-    Ok((hits, asked + tokens.count()))
+    Ok((hits, keys + asked.count()))
+}
+
+/// The keys of a retrieval request as the client sent it (`get k1 k2`, `gat <exptime> k1`).
+pub fn retrieval_keys(frame: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let line = trim_cr(&frame[..memchr(b'\n', frame).map_or(frame.len(), |i| i + 1)]);
+    let mut tokens = line.split(|&b| b == b' ').filter(|t| !t.is_empty());
+    let verb = tokens.next().unwrap_or_default();
+    if verb == b"gat" || verb == b"gats" {
+        tokens.next();
+    }
+    tokens
 }
 
 /// Whether a framed reply is an error line rather than a normal answer.

@@ -275,10 +275,10 @@ fn oversized_value_is_refused_and_skipped() {
 }
 
 #[test]
-fn bad_data_chunk_consumes_like_memcached() {
+fn bad_data_chunk_answers_like_memcached_then_closes() {
     let r = rejected(b"set k 0 0 3\r\nabcde\r\n");
     assert_eq!(r.reply.as_ref(), b"CLIENT_ERROR bad data chunk\r\n");
-    assert_eq!((r.consumed, r.after), (18, After::Continue));
+    assert_eq!((r.consumed, r.after), (18, After::Close));
 }
 
 #[test]
@@ -413,12 +413,45 @@ proptest! {
 #[test]
 fn retrieval_replies_are_checked_against_the_keys_asked() {
     let ok = b"VALUE a 0 1\r\nx\r\nVALUE c 0 1\r\ny\r\nEND\r\n";
-    assert_eq!(check_values(ok, b"get a b c\r\n"), Ok((2, 3)));
-    assert_eq!(check_values(b"END\r\n", b"gat 10 a b\r\n"), Ok((0, 2)));
-    assert_eq!(check_values(ok, b"gats 0 a c\r\n"), Ok((2, 2)));
+    let check = |reply: &[u8], request: &[u8]| check_values(reply, retrieval_keys(request));
+    assert_eq!(check(ok, b"get a b c\r\n"), Ok((2, 3)));
+    assert_eq!(check(b"END\r\n", b"gat 10 a b\r\n"), Ok((0, 2)));
+    assert_eq!(check(ok, b"gats 0 a c\r\n"), Ok((2, 2)));
+    let with_cas = b"VALUE a 0 1 77\r\nx\r\nEND\r\n";
+    assert_eq!(check(with_cas, b"gets a\r\n"), Ok((1, 1)));
     // Another key, the right keys out of order, a key twice.
-    assert!(check_values(ok, b"get b\r\n").is_err());
-    assert!(check_values(ok, b"get c a\r\n").is_err());
+    assert!(check(ok, b"get b\r\n").is_err());
+    assert!(check(ok, b"get c a\r\n").is_err());
     let twice = b"VALUE a 0 1\r\nx\r\nVALUE a 0 1\r\nx\r\nEND\r\n";
-    assert!(check_values(twice, b"get a\r\n").is_err());
+    assert!(check(twice, b"get a\r\n").is_err());
+    assert_eq!(
+        check_values(b"END\r\n", std::iter::once(&b"a"[..])),
+        Ok((0, 1))
+    );
+}
+
+#[test]
+fn a_values_reply_too_large_to_hold_is_skipped_as_it_streams() {
+    let reply = b"VALUE a 0 3\r\nabc\r\nVALUE b 1 0 9\r\n\r\nEND\r\nNEXT";
+    for split in 0..reply.len() {
+        let mut skip = response::SkipValues::default();
+        let (a, done) = skip.skip(&reply[..split]).unwrap();
+        let (b, done2) = if done {
+            (0, true)
+        } else {
+            skip.skip(&reply[a..]).unwrap()
+        };
+        assert!(done2, "split at {split}");
+        assert_eq!(a + b, reply.len() - 4, "split at {split}");
+    }
+    let mut skip = response::SkipValues::default();
+    assert!(skip.skip(b"VALUE a 0 18446744073709551615\r\n").is_err());
+}
+
+#[test]
+fn ms_data_blocks_are_skipped_not_run() {
+    let r = rejected(b"ms k 9 T0\r\nflush_all\r\n");
+    assert_eq!((r.consumed, r.after), (11, After::Swallow(11)));
+    assert_eq!(rejected(b"ms k x\r\n").after, After::Close);
+    assert_eq!(rejected(b"mg k v\r\n").after, After::Continue);
 }

@@ -109,6 +109,14 @@ impl Default for SkipReply {
 }
 
 impl SkipReply {
+    fn more(&mut self, n: u64) -> Result<(), BadReply> {
+        self.elements = self
+            .elements
+            .checked_add(n)
+            .ok_or(BadReply("aggregate length beyond the limit"))?;
+        Ok(())
+    }
+
     /// Consumes what it can of `buf`: the bytes used, and whether the reply ended.
     pub fn skip(&mut self, buf: &[u8]) -> Result<(usize, bool), BadReply> {
         let mut pos = 0;
@@ -135,10 +143,10 @@ impl SkipReply {
                 (b'$' | b'=' | b'!', Some(n)) if n >= 0 => self.bulk_left = n as u64 + 2,
                 (b'$' | b'*', Some(-1)) => {}
                 // Arrays, and RESP3's sets and pushes; maps and attributes hold pairs.
-                (b'*' | b'~' | b'>', Some(n)) if n >= 0 => self.elements += n as u64,
-                (b'%', Some(n)) if n >= 0 => self.elements += 2 * n as u64,
+                (b'*' | b'~' | b'>', Some(n)) if n >= 0 => self.more(n as u64)?,
+                (b'%', Some(n)) if n >= 0 => self.more(2 * n as u64)?,
                 // An attribute map comes before the element it describes.
-                (b'|', Some(n)) if n >= 0 => self.elements += 2 * n as u64 + 1,
+                (b'|', Some(n)) if n >= 0 => self.more(2 * n as u64 + 1)?,
                 _ => return Err(BadReply("malformed reply")),
             }
         }
@@ -149,7 +157,8 @@ impl SkipReply {
 fn line_end(buf: &[u8], pos: usize) -> Result<Option<usize>, BadReply> {
     let window = &buf[pos..buf.len().min(pos + MAX_LINE)];
     match memchr(b'\n', window) {
-        Some(i) if i >= 1 && window[i - 1] == b'\r' => Ok(Some(pos + i + 1)),
+        // A type byte, then CRLF at least: a bare `\r\n` is no reply.
+        Some(i) if i >= 2 && window[i - 1] == b'\r' => Ok(Some(pos + i + 1)),
         Some(_) => Err(BadReply("line not terminated by CRLF")),
         None if window.len() == MAX_LINE => Err(BadReply("reply line too long")),
         None => Ok(None),
