@@ -39,6 +39,7 @@ pub fn take_congested() -> Option<Rc<BackendConn>> {
 /// Writes the requests a session just dispatched to connections that were idle. Sessions call
 /// it after every batch; until then those requests sit in their connection's buffer (the
 /// batch's later requests to the same connection join them, and one write sends them all).
+#[inline]
 pub fn flush_deferred() {
     DEFERRED.with(|d| {
         if d.borrow().is_empty() {
@@ -54,6 +55,7 @@ pub fn flush_deferred() {
 }
 
 /// Defers the write of an idle connection's requests to the end of the batch.
+#[inline]
 pub(super) fn defer(conn: Rc<BackendConn>) {
     DEFERRED.with(|d| d.borrow_mut().push(conn));
 }

@@ -109,17 +109,23 @@ struct State {
 }
 
 impl State {
+    #[inline]
     fn congested(&self) -> bool {
         self.wbuf.len() >= MAX_UNWRITTEN || self.pending.len() >= MAX_PENDING / 2
     }
 
     /// Wakes the sessions waiting for a congested connection once it has drained well below
     /// the limits (not just under them, so that they do not stop again after one request).
+    #[inline(always)]
     fn wake_drained(&mut self) {
-        if !self.waiters.is_empty()
-            && self.wbuf.len() <= MAX_UNWRITTEN / 2
-            && self.pending.len() <= MAX_PENDING / 4
-        {
+        if !self.waiters.is_empty() {
+            self.wake_drained_slow();
+        }
+    }
+
+    #[cold]
+    fn wake_drained_slow(&mut self) {
+        if self.wbuf.len() <= MAX_UNWRITTEN / 2 && self.pending.len() <= MAX_PENDING / 4 {
             for sink in self.waiters.drain(..) {
                 sink.wake();
             }

@@ -64,6 +64,7 @@ impl Asked {
 }
 
 impl super::Held for Entry {
+    #[inline]
     fn held(&self) -> usize {
         match self {
             Entry::Ready(bytes) => bytes.len(),

@@ -97,6 +97,7 @@ impl<E> Default for Owed<E> {
 }
 
 impl<E: Held> Owed<E> {
+    #[inline]
     pub fn push(&mut self, entry: E) {
         self.held += entry.held();
         self.entries.push_back((self.class, entry));
@@ -282,6 +283,8 @@ async fn drive<H: Handler>(ctx: Ctx<'_>, mut h: H) -> io::Result<()> {
         }
         let (owed_before, out_before) = (h.in_flight(), wbuf.len());
         h.drain_replies(&mut wbuf, MAX_UNSENT);
+        // Draining stops at MAX_UNSENT, or when the next reply is not ready.
+        let more_ready = wbuf.len() >= MAX_UNSENT;
         let replies = owed_before - h.in_flight();
         if let Some(size) = (wbuf.len() - out_before).checked_div(replies) {
             let avg = avg_reply.map_or(size, |a| (a * 7 + size) / 8);
@@ -323,7 +326,7 @@ async fn drive<H: Handler>(ctx: Ctx<'_>, mut h: H) -> io::Result<()> {
         if backlog && !throttled && !closing {
             continue; // replies drained: dispatch the requests already buffered
         }
-        if wbuf.is_empty() && h.front_ready() {
+        if more_ready && wbuf.is_empty() && h.front_ready() {
             // The socket took all that was drained while more replies wait (draining stops
             // at MAX_UNSENT): no event would come for them, so drain again now.
             continue;

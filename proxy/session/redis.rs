@@ -45,6 +45,7 @@ pub(crate) enum Entry {
 }
 
 impl super::Held for Entry {
+    #[inline]
     fn held(&self) -> usize {
         match self {
             Entry::Ready(bytes) => bytes.len(),

@@ -32,6 +32,8 @@ impl RedisSession {
         let mut cursors = vec![0usize; parts.len()];
         // Past this the client is disconnected (see `session::drive`): stop copying.
         let limit = self.pool.table.config.client_output_limit as usize;
+        // Where each key's element went in `out`, kept only when some key repeats another.
+        let repeats = keys.iter().any(|&f| f & REPEAT != 0);
         let mut written: Vec<Range<usize>> = Vec::new();
         encode::array_header(out, keys.len());
         for &f in &keys {
@@ -68,7 +70,9 @@ impl RedisSession {
                     out.put_slice(line);
                 }
             }
-            written.push(start..out.len());
+            if repeats {
+                written.push(start..out.len());
+            }
         }
     }
 

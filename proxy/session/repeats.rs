@@ -9,9 +9,11 @@
 
 use std::collections::HashMap;
 
-/// Up to this many keys, repeats are found by comparing every pair: cheaper than hashing for
-/// the multi-gets clients usually send.
+/// Up to this many keys, a read without repeats is recognised with a small table on the
+/// stack, indexed by a fingerprint of each key (no allocation, no hashing of whole keys).
 const PAIRWISE: usize = 32;
+/// Slots of that table: twice the keys, so probes stay short.
+const SLOTS: usize = 2 * PAIRWISE;
 
 /// For each of the `n` keys (`key(i)`), `Some(j)` when it repeats key `j < i` (its first
 /// occurrence), `None` for a first occurrence; `None` overall when no key repeats, which costs
@@ -20,22 +22,8 @@ pub(crate) fn first_occurrences<'a>(
     n: usize,
     key: impl Fn(usize) -> &'a [u8],
 ) -> Option<Vec<Option<u32>>> {
-    if n <= PAIRWISE {
-        // Keys are compared whole only when their fingerprints (length and last bytes, where
-        // keys of one request usually differ) match: a multi-get without repeats costs one
-        // integer comparison per pair.
-        let mut prints = [0u64; PAIRWISE];
-        for (i, p) in prints[..n].iter_mut().enumerate() {
-            *p = fingerprint(key(i));
-        }
-        let repeats = (1..n).any(|i| (0..i).any(|j| prints[j] == prints[i] && key(j) == key(i)));
-        if !repeats {
-            return None;
-        }
-        let firsts = (0..n)
-            .map(|i| (0..i).find(|&j| key(j) == key(i)).map(|j| j as u32))
-            .collect();
-        return Some(firsts);
+    if n <= PAIRWISE && !small_has_repeats(n, &key) {
+        return None;
     }
     // Keys come from clients: a per-process random seed keeps them from choosing collisions.
     let mut seen: HashMap<&[u8], u32, foldhash::fast::RandomState> =
@@ -53,11 +41,39 @@ pub(crate) fn first_occurrences<'a>(
     any.then_some(firsts)
 }
 
-/// The length and the last six bytes of a key, in one word.
+/// Whether any of `n <= PAIRWISE` keys repeats: keys are compared whole only when their
+/// fingerprints (length and last bytes, where keys of one request usually differ) match.
+fn small_has_repeats<'a>(n: usize, key: &impl Fn(usize) -> &'a [u8]) -> bool {
+    let mut table = [u8::MAX; SLOTS];
+    let mut prints = [0u64; PAIRWISE];
+    for i in 0..n {
+        let fp = fingerprint(key(i));
+        prints[i] = fp;
+        let mut slot = (fp.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize;
+        loop {
+            match table[slot] {
+                u8::MAX => {
+                    table[slot] = i as u8;
+                    break;
+                }
+                j if prints[j as usize] == fp && key(j as usize) == key(i) => return true,
+                _ => slot = (slot + 1) % SLOTS,
+            }
+        }
+    }
+    false
+}
+
+/// The length and the last bytes of a key, in one word (one unaligned load for keys of 8 bytes
+/// and more).
+#[inline]
 fn fingerprint(key: &[u8]) -> u64 {
-    let tail = &key[key.len().saturating_sub(6)..];
-    let last = tail.iter().fold(0u64, |acc, &b| acc << 8 | u64::from(b));
-    (key.len() as u64) << 48 | last
+    let n = key.len();
+    let last = match key.get(n.wrapping_sub(8)..) {
+        Some(tail) => u64::from_le_bytes(tail.try_into().unwrap_or_default()),
+        None => key.iter().fold(0u64, |acc, &b| acc << 8 | u64::from(b)),
+    };
+    last ^ (n as u64).rotate_right(8)
 }
 
 #[cfg(test)]

@@ -210,14 +210,28 @@ pub fn check_values<'a>(
     const NOT_ASKED: BadReply = BadReply("VALUE for a key that was not asked for");
     let (mut pos, mut hits, mut keys) = (0, 0, 0);
     while let Some(header) = reply[pos..].strip_prefix(b"VALUE ") {
-        let end = memchr(b'\n', header).ok_or(NOT_ASKED)?;
-        let mut tokens = header[..end].split(|&b| b == b' ');
-        let key = tokens.next().unwrap_or_default();
-        let len = tokens
-            .nth(1)
-            .map(trim_cr)
-            .and_then(parse_u64)
-            .ok_or(NOT_ASKED)?;
+        // `<key> <flags> <bytes>[ <cas>]\r\n`, already validated by the framing.
+        // Short lines: a plain scan beats memchr's setup.
+        let space = |from: usize| header[from..].iter().position(|&b| b == b' ');
+        let key_end = space(0).ok_or(NOT_ASKED)?;
+        let flags_end = key_end + 1 + space(key_end + 1).ok_or(NOT_ASKED)?;
+        let digits = header[flags_end + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        let end = flags_end
+            + 1
+            + digits
+            + header[flags_end + 1 + digits..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .ok_or(NOT_ASKED)?;
+        let len = header[flags_end + 1..flags_end + 1 + digits]
+            .iter()
+            .fold(0usize, |n, &d| {
+                n.wrapping_mul(10).wrapping_add(usize::from(d - b'0'))
+            });
+        let key = &header[..key_end];
         loop {
             keys += 1;
             if asked.next().ok_or(NOT_ASKED)? == key {
@@ -225,7 +239,11 @@ pub fn check_values<'a>(
             }
         }
         hits += 1;
-        pos += 6 + end + 1 + len as usize + 2;
+        pos = pos
+            .wrapping_add(6 + end + 1)
+            .wrapping_add(len)
+            .wrapping_add(2)
+            .min(reply.len());
     }
     Ok((hits, keys + asked.count()))
 }
