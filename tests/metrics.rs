@@ -30,23 +30,10 @@ fn expect_samples(text: &str, rows: &[Row]) {
     }
 }
 
-/// The value of the sample `name` whose labels include every `labels` pair.
+/// The value of the sample `name` whose labels include every `labels` pair; it must exist.
 fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let found: Vec<f64> = text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let (n, rest) = series.split_once('{').unwrap_or((series, ""));
-            (n == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
-            .then(|| value.parse().unwrap())
-        })
-        .collect();
-    assert_eq!(found.len(), 1, "{name} {labels:?}: {found:?}");
-    found[0]
+    common::metric_value(text, name, labels)
+        .unwrap_or_else(|| panic!("no sample {name} {labels:?}"))
 }
 
 /// A real Prometheus text-format parser must accept the whole exposition.

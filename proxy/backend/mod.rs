@@ -191,3 +191,36 @@ impl Drop for Server {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reply skipped from its first byte, whatever the point where its bytes are split
+    /// between two reads, is consumed exactly, to its last byte and no further.
+    fn skipped_exactly(framing: Framing, reply: &[u8]) {
+        let next = b"NEXT";
+        let stream = [reply, next].concat();
+        for split in 0..=reply.len() {
+            let mut skip = framing.skipper().expect("a reply that can be skipped");
+            let (a, done) = skip.skip(&stream[..split]).unwrap();
+            let (b, done) = if done {
+                (0, true)
+            } else {
+                skip.skip(&stream[a..]).unwrap()
+            };
+            assert!(done, "split at {split}");
+            assert_eq!(a + b, reply.len(), "split at {split}");
+        }
+    }
+
+    #[test]
+    fn replies_too_large_to_hold_are_skipped_as_they_stream() {
+        let values = b"VALUE a 0 3\r\nabc\r\nVALUE b 1 0 9\r\n\r\nEND\r\n";
+        skipped_exactly(Framing::Memcache(memcache::Expect::Values), values);
+        let nested = b"*3\r\n$5\r\nhello\r\n*2\r\n:1\r\n$-1\r\n+OK\r\n";
+        skipped_exactly(Framing::Resp, nested);
+        skipped_exactly(Framing::Resp, b"$-1\r\n");
+        skipped_exactly(Framing::Resp, b"%1\r\n+k\r\n$1\r\nv\r\n");
+    }
+}

@@ -431,19 +431,7 @@ fn retrieval_replies_are_checked_against_the_keys_asked() {
 }
 
 #[test]
-fn a_values_reply_too_large_to_hold_is_skipped_as_it_streams() {
-    let reply = b"VALUE a 0 3\r\nabc\r\nVALUE b 1 0 9\r\n\r\nEND\r\nNEXT";
-    for split in 0..reply.len() {
-        let mut skip = response::SkipValues::default();
-        let (a, done) = skip.skip(&reply[..split]).unwrap();
-        let (b, done2) = if done {
-            (0, true)
-        } else {
-            skip.skip(&reply[a..]).unwrap()
-        };
-        assert!(done2, "split at {split}");
-        assert_eq!(a + b, reply.len() - 4, "split at {split}");
-    }
+fn a_values_skip_rejects_an_impossible_length() {
     let mut skip = response::SkipValues::default();
     assert!(skip.skip(b"VALUE a 0 18446744073709551615\r\n").is_err());
 }
