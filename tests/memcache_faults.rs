@@ -175,15 +175,20 @@ fn a_restarted_server_is_reconnected() {
 
 /// A fake memcached that answers each `get <key>` line with `reply(key, n)` (n counts the
 /// gets): a broken server, which a real memcached cannot be made into. Serves one connection
-/// at a time until the test ends.
-fn broken_server(reply: fn(&str, usize) -> Vec<u8>) -> u16 {
+/// at a time until the test ends; returns its port and the count of connections it accepted.
+fn broken_server(
+    reply: fn(&str, usize) -> Vec<u8>,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
     std::thread::spawn(move || {
         let mut n = 0;
         for conn in listener.incoming() {
             let Ok(conn) = conn else { return };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let mut out = conn.try_clone().unwrap();
             let mut lines = BufReader::new(conn);
             let mut line = String::new();
@@ -197,14 +202,15 @@ fn broken_server(reply: fn(&str, usize) -> Vec<u8>) -> u16 {
             }
         }
     });
-    port
+    (port, accepted)
 }
 
 /// Issue 12, item 10: a reply that names another key, or repeats a `VALUE`, is a backend
-/// protocol error for that request, never passed to the client.
+/// protocol error for that request, never passed to the client, and the connection that
+/// carried it is re-established (the replies behind it cannot be trusted).
 #[test]
 fn a_reply_for_keys_not_asked_for_is_a_protocol_error() {
-    let port = broken_server(|key, n| match n % 3 {
+    let (port, accepted) = broken_server(|key, n| match n % 3 {
         0 => b"VALUE other 0 1\r\nx\r\nEND\r\n".to_vec(),
         1 => {
             let mut r = format!("VALUE {key} 0 1\r\nx\r\n")
@@ -237,8 +243,14 @@ fn a_reply_for_keys_not_asked_for_is_a_protocol_error() {
                 break;
             }
         }
+        let before = accepted.load(std::sync::atomic::Ordering::SeqCst);
         c.expect(b"get k\r\n", error);
         c.expect(b"get k\r\n", error);
         c.expect(b"get k\r\n", b"VALUE k 0 1\r\nx\r\nEND\r\n");
+        let reconnects = accepted.load(std::sync::atomic::Ordering::SeqCst) - before;
+        assert_eq!(
+            reconnects, 2,
+            "one new connection after each reply out of step"
+        );
     }
 }

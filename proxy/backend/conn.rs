@@ -99,6 +99,9 @@ struct State {
     phase: Phase,
     failures: u32,
     shutdown: bool,
+    /// A reply was found out of step by the session that received it: the connection is
+    /// closed (its requests fail) instead of answering the requests behind with others' data.
+    desync: bool,
     /// The socket while the connection serves requests (after any handshake): a session may
     /// then write to it directly (see [`super::flush_deferred`]).
     stream: Option<Rc<Stream>>,
@@ -160,6 +163,7 @@ impl BackendConn {
                 phase: Phase::Idle,
                 failures: 0,
                 shutdown: false,
+                desync: false,
                 stream: None,
                 timer_armed: false,
                 waiters: Vec::new(),
@@ -276,6 +280,14 @@ impl BackendConn {
 
     /// Stops the task once the requests already queued are answered (the server left the
     /// route table).
+    /// Closes the connection and fails its requests: a session found a reply on it that
+    /// answers another request (see [`BackendError::Protocol`]), so the replies behind it
+    /// cannot be trusted either.
+    pub fn desynced(&self) {
+        self.state.borrow_mut().desync = true;
+        self.wake.notify();
+    }
+
     pub fn shutdown(&self) {
         self.state.borrow_mut().shutdown = true;
         self.wake.notify();
@@ -430,7 +442,12 @@ impl BackendConn {
                         }
                     }
                 }
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified() => {
+                    if std::mem::take(&mut self.state.borrow_mut().desync) {
+                        warn!(server = %self.settings.label, "backend reply out of step; reconnecting");
+                        return BackendError::Protocol("reply out of step with its request");
+                    }
+                }
                 _ = &mut timer, if armed => {
                     self.state.borrow_mut().timer_armed = false;
                     if let Err(e) = self.expire() {

@@ -176,6 +176,14 @@ impl Server {
         &self.conns[i]
     }
 
+    /// A reply from this server answered another request: every connection is closed and
+    /// re-established (the one that carried it cannot be told apart from the session side).
+    pub fn desynced(&self) {
+        for conn in &self.conns {
+            conn.desynced();
+        }
+    }
+
     /// Whether any connection still has requests queued or unanswered.
     pub fn busy(&self) -> bool {
         self.conns.iter().any(|c| c.busy())

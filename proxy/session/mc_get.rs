@@ -89,7 +89,11 @@ impl McSession {
                     .conn()
                     .send(VALUES_FRAMING, target, encode);
                 let asked = Asked::new(frame, &req.keys);
-                self.push(Entry::Get { slot, asked });
+                self.push(Entry::Get {
+                    slot,
+                    server: first,
+                    asked,
+                });
             }
         } else {
             self.split(
@@ -114,7 +118,12 @@ impl McSession {
             if let Some(first) = pool.flights.read(&read, &self.sink, slot) {
                 stats.joined(first);
                 let asked = Asked::new(frame, &req.keys);
-                self.push(Entry::Get { slot, asked });
+                let server = server as u32;
+                self.push(Entry::Get {
+                    slot,
+                    server,
+                    asked,
+                });
                 return;
             }
         }
@@ -124,7 +133,12 @@ impl McSession {
             |dst| mc::encode_retrieval(req.cmd, req.exptime, std::iter::once(key), dst),
         );
         let asked = Asked::new(frame, &req.keys);
-        self.push(Entry::Get { slot, asked });
+        let server = server as u32;
+        self.push(Entry::Get {
+            slot,
+            server,
+            asked,
+        });
     }
 
     /// One backend request per server, keys kept in request order within each. With
@@ -204,6 +218,7 @@ impl McSession {
             let asked = Asked::new(frame, &req.keys);
             self.push(Entry::Get {
                 slot: slots[0],
+                server: order[0],
                 asked,
             });
         } else {

@@ -17,8 +17,13 @@ pub(crate) enum Entry {
     Ready(Bytes),
     /// One backend request, its reply passed through.
     Single { slot: u32 },
-    /// A retrieval passed through whole; its reply is checked against the keys asked.
-    Get { slot: u32, asked: Asked },
+    /// A retrieval passed through whole to `server`; its reply is checked against the keys
+    /// asked.
+    Get {
+        slot: u32,
+        server: u32,
+        asked: Asked,
+    },
     /// A write whose key's coalescing epoch (`bucket`) is bumped again as it is answered.
     Written { slot: u32, bucket: u32 },
     /// A multi-get split over several servers.
@@ -307,7 +312,11 @@ impl Handler for McSession {
                 }
                 Err(e) => put_error(out, &e, stats),
             },
-            Entry::Get { slot, asked } => match self.sink.take(slot) {
+            Entry::Get {
+                slot,
+                server,
+                asked,
+            } => match self.sink.take(slot) {
                 Ok(reply) if mc::response::reply_is_error(&reply) => {
                     stats.errors[kind::BACKEND_ERROR].inc();
                     out.put_slice(&reply);
@@ -318,7 +327,14 @@ impl Handler for McSession {
                         stats.get_misses.add((asked - hits) as u64);
                         out.put_slice(&reply);
                     }
-                    Err(e) => put_error(out, &BackendError::Protocol(e.0), stats),
+                    Err(e) => {
+                        // The server answered another request's key: its connection is out of
+                        // step, and the replies behind this one cannot be trusted either.
+                        if let Some(s) = self.pool.servers.get(server as usize) {
+                            s.desynced();
+                        }
+                        put_error(out, &BackendError::Protocol(e.0), stats)
+                    }
                 },
                 Err(e) => put_error(out, &e, stats),
             },
