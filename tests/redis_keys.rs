@@ -212,3 +212,64 @@ fn a_script_can_write_a_key_it_did_not_declare() {
     );
     assert_eq!(cmd(&mut c, &["GET", &other]), b"$-1\r\n");
 }
+
+/// Issue 13, scripts: `SCRIPT LOAD` reaches every server of the pool, so `EVALSHA` runs
+/// wherever its keys route it; `SCRIPT EXISTS` is true only where every server has the
+/// script; `SCRIPT FLUSH` empties every server's cache.
+#[test]
+fn scripts_loaded_through_the_proxy_run_on_every_server() {
+    let p = pool("");
+    let mut c = p.client();
+    let direct = Redis::start();
+    let want = direct.cmd(&["SCRIPT", "LOAD", SET_SCRIPT]);
+    assert_eq!(cmd(&mut c, &["SCRIPT", "LOAD", SET_SCRIPT]), want);
+    let sha = String::from_utf8(want)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    for s in &p.servers {
+        assert_eq!(s.cmd(&["SCRIPT", "EXISTS", &sha]), b"*1\r\n:1\r\n");
+    }
+    // Keys on every server: each EVALSHA runs where its key lives.
+    for i in 0..30 {
+        let key = format!("s{i}");
+        assert_eq!(cmd(&mut c, &["EVALSHA", &sha, "1", &key, "v"]), b"+OK\r\n");
+        assert_eq!(p.holders(&key).len(), 1);
+    }
+    let unknown = "0".repeat(40);
+    assert_eq!(
+        cmd(&mut c, &["SCRIPT", "EXISTS", &sha, &unknown]),
+        b"*2\r\n:1\r\n:0\r\n"
+    );
+    // Loaded on one server only: not loaded as far as the pool is concerned.
+    let partial = "return 7";
+    let partial_sha = String::from_utf8(p.servers[0].cmd(&["SCRIPT", "LOAD", partial])).unwrap();
+    let partial_sha = partial_sha.lines().nth(1).unwrap().to_string();
+    assert_eq!(
+        cmd(&mut c, &["SCRIPT", "EXISTS", &partial_sha]),
+        b"*1\r\n:0\r\n"
+    );
+    assert_eq!(cmd(&mut c, &["SCRIPT", "FLUSH"]), b"+OK\r\n");
+    for s in &p.servers {
+        assert_eq!(s.cmd(&["SCRIPT", "EXISTS", &sha]), b"*1\r\n:0\r\n");
+    }
+}
+
+/// Issue 13, scripts: a script called with no key runs on the server its body (EVAL) or SHA
+/// (EVALSHA) hashes to, the same one every time.
+#[test]
+fn a_script_without_keys_runs_on_one_stable_server() {
+    let p = pool("");
+    let mut c = p.client();
+    let incr = "return redis.call('incr', 'counter')";
+    for n in 1..=5 {
+        assert_eq!(
+            cmd(&mut c, &["EVAL", incr, "0"]),
+            format!(":{n}\r\n").into_bytes()
+        );
+    }
+    assert_eq!(p.holders("counter").len(), 1);
+    assert_eq!(cmd(&mut c, &["EVAL", "return 1", "0"]), b":1\r\n");
+}

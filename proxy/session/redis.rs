@@ -37,10 +37,15 @@ pub(crate) enum Entry {
         slots: Vec<u32>,
         wrote: Wrote,
     },
-    /// MSET split over servers: `+OK` when every fragment said so.
+    /// MSET split over servers, or SCRIPT FLUSH sent to all: `+OK` when every one said so.
     AllOk {
         slots: Vec<u32>,
         wrote: Wrote,
+    },
+    /// SCRIPT LOAD or EXISTS sent to every server of the pool, merged as `merge` says.
+    Everywhere {
+        slots: Vec<u32>,
+        merge: super::redis_merge::Everywhere,
     },
 }
 
@@ -177,6 +182,10 @@ impl RedisSession {
             ));
             return;
         }
+        if let Some(merge) = super::redis_merge::everywhere(spec) {
+            self.everywhere(merge, frame);
+            return;
+        }
         let server = match spec.single_key() {
             Some(i) => self.pool.server_for(argv[i]),
             None => {
@@ -186,6 +195,11 @@ impl RedisSession {
                 let routed = match found {
                     Err(KeyError::BadNumKeys) => {
                         Err("ERR Number of keys can't be greater than number of args")
+                    }
+                    // A script or function called with no key runs on the server its body,
+                    // SHA or name hashes to: always the same one for the same script.
+                    Ok(()) if keys.is_empty() && spec.in_category(cat::SCRIPTING) => {
+                        Ok(self.pool.server_for(argv[1]))
                     }
                     Ok(()) if keys.is_empty() => {
                         Err("ERR shardproxy cannot route a command without keys")
@@ -253,6 +267,31 @@ impl RedisSession {
             .conn()
             .send(Framing::Resp, target, |dst| dst.put_slice(&frame));
         self.push(Entry::Single { slot, get, wrote });
+    }
+
+    /// A command sent as it is to every server of the pool (`SCRIPT LOAD`, `EXISTS`, `FLUSH`),
+    /// so that a script loaded through the proxy runs wherever its keys route it.
+    fn everywhere(&mut self, merge: super::redis_merge::Everywhere, frame: Bytes) {
+        let pool = self.pool.clone();
+        let slots: Vec<u32> = pool
+            .servers
+            .iter()
+            .map(|server| {
+                let slot = self.sink.alloc();
+                let target = Target::Slot(self.sink.clone(), slot);
+                server
+                    .conn()
+                    .send(Framing::Resp, target, |dst| dst.put_slice(&frame));
+                slot
+            })
+            .collect();
+        self.push(match merge {
+            super::redis_merge::Everywhere::AllOk => Entry::AllOk {
+                slots,
+                wrote: Wrote::Nothing,
+            },
+            merge => Entry::Everywhere { slots, merge },
+        });
     }
 
     /// MGET / MSET / DEL-like: one request per server, keys (and values) in request order.
@@ -416,7 +455,7 @@ fn unsupported(spec: &CommandSpec, argv: &[&[u8]], allow_scripts: bool) -> Optio
         "client" | "command" => return Some("unknown subcommand"),
         _ => {}
     }
-    if spec.key_specs.is_empty() {
+    if spec.key_specs.is_empty() && super::redis_merge::everywhere(spec).is_none() {
         return Some("it has no key to route by");
     }
     None
@@ -437,9 +476,10 @@ impl Handler for RedisSession {
         match entry {
             Entry::Ready(_) => true,
             Entry::Single { slot, .. } => self.sink.is_done(*slot),
-            Entry::Mget { slots, .. } | Entry::Sum { slots, .. } | Entry::AllOk { slots, .. } => {
-                slots.iter().all(|&s| self.sink.is_done(s))
-            }
+            Entry::Mget { slots, .. }
+            | Entry::Sum { slots, .. }
+            | Entry::AllOk { slots, .. }
+            | Entry::Everywhere { slots, .. } => slots.iter().all(|&s| self.sink.is_done(s)),
         }
     }
 
@@ -470,6 +510,7 @@ impl Handler for RedisSession {
             Entry::Mget { keys, slots } => self.emit_mget(keys, slots, out),
             Entry::Sum { slots, wrote } => self.emit_sum(slots, wrote, out),
             Entry::AllOk { slots, wrote } => self.emit_all_ok(slots, wrote, out),
+            Entry::Everywhere { slots, merge } => self.emit_everywhere(slots, merge, out),
         }
     }
 

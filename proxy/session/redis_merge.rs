@@ -9,7 +9,7 @@ use bytes::{BufMut, BytesMut};
 use super::redis::RedisSession;
 use crate::backend::{BackendError, Outcome};
 use crate::coalesce::Wrote;
-use crate::protocol::resp::{encode, reply};
+use crate::protocol::resp::{encode, reply, CommandSpec};
 
 /// In an MGET's key list, a repeat of the key whose index is in the low bits.
 pub(super) const REPEAT: u32 = 1 << 31;
@@ -114,6 +114,74 @@ impl RedisSession {
             }
         }
         out.put_slice(failure.as_deref().unwrap_or(b"+OK\r\n"));
+    }
+}
+
+/// How the replies of a command sent to every server are merged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Everywhere {
+    /// `SCRIPT LOAD`: every server answers the same SHA; the first failure otherwise.
+    Same,
+    /// `SCRIPT EXISTS`: arrays of 0/1, ANDed element by element (loaded everywhere).
+    And,
+    /// `SCRIPT FLUSH`: `+OK` when every server said so.
+    AllOk,
+}
+
+/// The commands sent to every server of a pool, with how their replies merge.
+pub(crate) fn everywhere(spec: &CommandSpec) -> Option<Everywhere> {
+    match spec.name {
+        "script|load" => Some(Everywhere::Same),
+        "script|exists" => Some(Everywhere::And),
+        "script|flush" => Some(Everywhere::AllOk),
+        _ => None,
+    }
+}
+
+impl RedisSession {
+    pub(super) fn emit_everywhere(
+        &mut self,
+        slots: Vec<u32>,
+        merge: Everywhere,
+        out: &mut BytesMut,
+    ) {
+        let replies: Vec<Outcome> = slots.iter().map(|&s| self.sink.take(s)).collect();
+        let failure = replies.iter().find_map(|r| match r {
+            Err(e) => Some(error_line(e)),
+            Ok(r) if reply::is_error(r) => Some(r.to_vec()),
+            Ok(_) => None,
+        });
+        if let Some(line) = failure {
+            out.put_slice(&line);
+            return;
+        }
+        let ok = |r: &Outcome| r.as_ref().ok().cloned().unwrap_or_default();
+        match merge {
+            Everywhere::Same | Everywhere::AllOk => {
+                let first = replies.first().map(ok).unwrap_or_default();
+                if replies.iter().all(|r| ok(r) == first) {
+                    out.put_slice(&first);
+                } else {
+                    encode::error(out, "ERR the servers of the pool answered differently");
+                }
+            }
+            Everywhere::And => {
+                let arrays: Vec<Vec<&[u8]>> = replies
+                    .iter()
+                    .filter_map(|r| r.as_ref().ok().and_then(|r| reply::array_elements(r)))
+                    .collect();
+                let n = arrays.first().map_or(0, Vec::len);
+                if arrays.len() != replies.len() || arrays.iter().any(|a| a.len() != n) {
+                    encode::error(out, "ERR the servers of the pool answered differently");
+                    return;
+                }
+                encode::array_header(out, n);
+                for i in 0..n {
+                    let all = arrays.iter().all(|a| reply::integer(a[i]) == Some(1));
+                    encode::integer(out, i64::from(all));
+                }
+            }
+        }
     }
 }
 
