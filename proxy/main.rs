@@ -48,7 +48,15 @@ fn test_conf(cli: &Cli) -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let logging = Logging::init(cli.verbose, cli.output.as_deref())?;
-    let config = config::load(&cli.conf_file).map_err(|errors| {
+    // Read here rather than by `config::load`, whose message for an unreadable file names it
+    // again inside "is invalid:", so that a missing file is reported once, plainly.
+    let text = std::fs::read_to_string(&cli.conf_file).with_context(|| {
+        format!(
+            "cannot read configuration file '{}' (choose one with -c FILE)",
+            cli.conf_file.display()
+        )
+    })?;
+    let config = config::parse(&text).map_err(|errors| {
         anyhow::anyhow!(
             "configuration file '{}' is invalid:\n{errors}",
             cli.conf_file.display()

@@ -63,10 +63,16 @@ fn a_dead_server_fails_the_whole_multi_key_command_once() {
     for k in &live {
         want += &format!("${}\r\n{k}\r\n", k.len());
     }
-    assert_eq!(common::show(&cmd(&mut c, &argv)), common::show(want.as_bytes()));
+    assert_eq!(
+        common::show(&cmd(&mut c, &argv)),
+        common::show(want.as_bytes())
+    );
     let mut argv = vec!["EXISTS"];
     argv.extend(&live);
-    assert_eq!(cmd(&mut c, &argv), format!(":{}\r\n", live.len()).as_bytes());
+    assert_eq!(
+        cmd(&mut c, &argv),
+        format!(":{}\r\n", live.len()).as_bytes()
+    );
     // Writes too (the live server's part may have been applied, as with twemproxy).
     let pairs: Vec<&str> = all.iter().flat_map(|k| [*k, "v"]).collect();
     expect_one_error(&mut c, "MSET", &pairs, "-ERR Connection refused");

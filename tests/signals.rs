@@ -46,7 +46,11 @@ fn sigusr1_reloads_the_configuration() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(!common::tcp_listening(b));
     proxy.send_signal(libc::SIGUSR1);
-    assert!(wait_until(WAIT, || common::tcp_listening(b)), "{}", proxy.stderr_log());
+    assert!(
+        wait_until(WAIT, || common::tcp_listening(b)),
+        "{}",
+        proxy.stderr_log()
+    );
     assert!(serves(b));
     assert!(proxy.stderr_log().contains("trigger=\"SIGUSR1\""));
 }
@@ -88,7 +92,12 @@ fn sigttin_raises_the_log_level_and_sigttou_lowers_it() {
     let server = Memcached::start();
     let port = common::free_port();
     let proxy = Proxy::start_with(&pool("a", port, &server), &["--threads", "1"]);
-    let debug_lines = || proxy.stderr_log().matches("client connection error").count();
+    let debug_lines = || {
+        proxy
+            .stderr_log()
+            .matches("client connection error")
+            .count()
+    };
     // The default level (-v 5, notice) leaves debug lines out.
     reset_a_client(port);
     std::thread::sleep(Duration::from_millis(300));
