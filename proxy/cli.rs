@@ -25,12 +25,12 @@ pub struct Cli {
     pub test_conf: bool,
 
     /// Log level as in nutcracker: 0-3 errors only, 4 warnings, 5-6 notices (default), 7 debug,
-    /// 8-11 trace. RUST_LOG, when set, takes precedence.
+    /// 8-11 trace. RUST_LOG, when set, takes precedence. SIGTTIN/SIGTTOU raise/lower it by one.
     #[arg(short = 'v', long = "verbose", value_name = "N", default_value_t = 5,
           value_parser = clap::value_parser!(u8).range(0..=11))]
     pub verbose: u8,
 
-    /// Log file (default: standard error).
+    /// Log file (default: standard error), reopened by name on SIGHUP (for logrotate).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
 
@@ -130,12 +130,6 @@ impl Cli {
 
     /// The tracing filter directive for `-v`.
     pub fn log_filter(&self) -> &'static str {
-        match self.verbose {
-            0..=3 => "error",
-            4 => "warn",
-            5 | 6 => "info",
-            7 => "debug",
-            _ => "trace",
-        }
+        crate::logging::filter_for(self.verbose)
     }
 }

@@ -12,6 +12,7 @@
 //! - [`stats`]: counters recorded on the data path.
 //! - [`coalesce`]: identical reads in flight share one backend request.
 //! - [`ttl`]: TTL jitter for writes.
+//! - [`logging`]: the log, its level and file changeable by signals while running.
 //! - [`timer`], [`wait`]: the workers' timers (a timerfd, not tokio's time driver) and
 //!   single-waiter notifications.
 
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod coalesce;
 pub mod config;
 pub mod hash;
+pub mod logging;
 pub mod net;
 pub mod protocol;
 pub mod ring;

@@ -1,15 +1,13 @@
 //! `shardproxy` binary: command line, logging, configuration, then the server.
 
-use std::fs::OpenOptions;
 use std::process::ExitCode;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 use shardproxy::cli::{Cli, MetricsAddr};
+use shardproxy::logging::Logging;
 use shardproxy::{config, server};
 
 fn main() -> ExitCode {
@@ -48,35 +46,17 @@ fn test_conf(cli: &Cli) -> ExitCode {
     }
 }
 
-fn init_logging(cli: &Cli) -> anyhow::Result<()> {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(cli.log_filter()));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    match &cli.output {
-        Some(path) => {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("cannot open log file {}", path.display()))?;
-            builder
-                .with_ansi(false)
-                .with_writer(Mutex::new(file))
-                .init();
-        }
-        None => {
-            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-            builder.with_ansi(ansi).with_writer(std::io::stderr).init()
-        }
-    }
-    Ok(())
-}
-
 fn run(cli: Cli) -> anyhow::Result<()> {
-    init_logging(&cli)?;
-    let config = config::load(&cli.conf_file).map_err(|errors| {
+    let logging = Logging::init(cli.verbose, cli.output.as_deref())?;
+    // Read here rather than by `config::load`, whose message for an unreadable file names it
+    // again inside "is invalid:", so that a missing file is reported once, plainly.
+    let text = std::fs::read_to_string(&cli.conf_file).with_context(|| {
+        format!(
+            "cannot read configuration file '{}' (choose one with -c FILE)",
+            cli.conf_file.display()
+        )
+    })?;
+    let config = config::parse(&text).map_err(|errors| {
         anyhow::anyhow!(
             "configuration file '{}' is invalid:\n{errors}",
             cli.conf_file.display()
@@ -101,6 +81,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         config_path: cli.conf_file.clone(),
         watch_interval: (cli.watch_interval > 0).then(|| Duration::from_millis(cli.watch_interval)),
         drain_timeout: Duration::from_secs(cli.drain_timeout),
+        logging: Some(logging),
     };
     let result = runtime.block_on(server::run(config, opts, shutdown_signal()));
     if let Some(pid_file) = &cli.pid_file {

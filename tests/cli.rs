@@ -141,3 +141,23 @@ fn pid_file_is_written_and_removed() {
         .is_some_and(|s| s.success()));
     assert!(!pid_path.exists());
 }
+
+#[test]
+fn a_missing_default_config_is_reported_once() {
+    // No -c, run where conf/nutcracker.yml does not exist.
+    let dir = common::TempDir::new("cli-noconf");
+    let out = Command::new(env!("CARGO_BIN_EXE_shardproxy"))
+        .current_dir(dir.path())
+        .args(["--stats-port", "0", "--metrics-addr", "off"])
+        .output()
+        .expect("run shardproxy");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(err.matches("conf/nutcracker.yml").count(), 1, "{err}");
+    assert!(
+        err.starts_with("shardproxy: cannot read configuration file 'conf/nutcracker.yml'"),
+        "{err}"
+    );
+    assert!(err.contains("-c FILE"), "{err}");
+}

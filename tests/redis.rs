@@ -383,7 +383,7 @@ fn auth_and_database_selection() {
 }
 
 #[test]
-fn a_dead_server_fails_only_its_keys_and_mget_keeps_the_rest() {
+fn a_dead_server_fails_only_its_keys_and_an_mget_that_needs_it() {
     let mut p = pool("");
     let mut c = p.client();
     let keys: Vec<String> = (0..30).map(|i| format!("d{i}")).collect();
@@ -405,13 +405,8 @@ fn a_dead_server_fails_only_its_keys_and_mget_keeps_the_rest() {
     c.send(&resp_cmd(
         &mget.iter().map(|s| s.as_bytes()).collect::<Vec<_>>(),
     ));
-    let reply = c.read_resp();
-    let text = String::from_utf8_lossy(&reply);
-    assert!(text.starts_with("*30\r\n"));
-    assert_eq!(
-        text.matches("-ERR ").count(),
-        holders.iter().filter(|&&h| h == 1).count()
-    );
+    // One error for the whole MGET (see tests/redis_split_failures.rs).
+    assert!(c.read_resp().starts_with(b"-ERR Connection refused"));
     assert_eq!(cmd(&mut c, &["PING"]), b"+PONG\r\n");
 }
 

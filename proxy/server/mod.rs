@@ -1,12 +1,14 @@
 //! The process: binds every pool's listener, starts the workers, hands each accepted client
-//! to a worker in turn, reloads the configuration on SIGHUP or when the file changes, probes
-//! ejected servers, and drains on shutdown. All of this runs on the acceptor thread; requests
+//! to a worker in turn, reloads the configuration on SIGHUP/SIGUSR1 or when the file changes,
+//! handles the other signals twemproxy does (see `signals`), probes ejected servers, and
+//! drains on shutdown. All of this runs on the acceptor thread; requests
 //! never do.
 
 mod admin;
 mod listeners;
 mod prober;
 mod process;
+mod signals;
 mod worker;
 
 use std::future::Future;
@@ -21,6 +23,7 @@ use tracing::{error, info, warn};
 pub use worker::{Control, Handoff, PoolSlot, Worker, WorkerPool};
 
 use crate::config::{self, Config};
+use crate::logging::Logging;
 use crate::stats::Metrics;
 use crate::topology::RouteTable;
 use listeners::Listeners;
@@ -58,6 +61,9 @@ pub struct Options {
     pub watch_interval: Option<Duration>,
     /// How long shutdown waits for accepted requests to be answered.
     pub drain_timeout: Duration,
+    /// The installed logger, for SIGHUP (reopen its file) and SIGTTIN/SIGTTOU (its level);
+    /// None when the embedding program logs its own way.
+    pub logging: Option<Arc<Logging>>,
 }
 
 /// Runs the proxy until `shutdown` resolves, then drains. Must be called inside a Tokio
@@ -130,14 +136,29 @@ pub async fn run(
         table_tx,
         last: read(&opts),
     };
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut signals = signals::Signals::install();
     let mut tick = tokio::time::interval(opts.watch_interval.unwrap_or(Duration::from_secs(3600)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            Some(()) = async { hup.as_mut()?.recv().await } => reloader.reload(&mut listeners, "SIGHUP").await,
+            event = signals.next() => match event {
+                signals::Event::Hangup => {
+                    // First, so that the reload's own lines go to the new file.
+                    if let Some(Err(e)) = opts.logging.as_ref().map(|l| l.reopen()) {
+                        error!(error = %e, "log file not reopened; still writing the old one");
+                    }
+                    reloader.reload(&mut listeners, "SIGHUP").await
+                }
+                signals::Event::Reload => reloader.reload(&mut listeners, "SIGUSR1").await,
+                signals::Event::Ignored => info!("SIGUSR2 ignored"),
+                signals::Event::LogLevel(delta) => match opts.logging.as_ref().map(|l| l.adjust(delta)) {
+                    Some(Ok(level)) => info!(level, "log level changed"),
+                    Some(Err(e)) => error!(error = %e, "log level not changed"),
+                    None => {}
+                },
+            },
             _ = tick.tick(), if opts.watch_interval.is_some() => {
                 if reloader.changed() {
                     reloader.reload(&mut listeners, "file changed").await;

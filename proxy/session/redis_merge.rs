@@ -1,15 +1,17 @@
 //! Replies of the Redis commands the proxy splits over servers, merged back into the one
 //! reply the client expects: MGET elements in request order (a repeated key's element
 //! copied), DEL/UNLINK/TOUCH/EXISTS integers summed, MSET's `+OK` when every server said so.
+//! A failed fragment fails the whole command with one error reply, as twemproxy does.
 
 use std::ops::Range;
 
 use bytes::{BufMut, BytesMut};
 
 use super::redis::RedisSession;
-use crate::backend::{BackendError, Outcome};
+use crate::backend::Outcome;
 use crate::coalesce::Wrote;
 use crate::protocol::resp::{encode, reply, CommandSpec};
+use crate::stats::{kind, PoolStats};
 
 /// In an MGET's key list, a repeat of the key whose index is in the low bits.
 pub(super) const REPEAT: u32 = 1 << 31;
@@ -18,17 +20,25 @@ impl RedisSession {
     pub(super) fn emit_mget(&mut self, keys: Vec<u32>, slots: Vec<u32>, out: &mut BytesMut) {
         let stats = &self.pool.table.stats;
         let replies: Vec<Outcome> = slots.iter().map(|&s| self.sink.take(s)).collect();
-        let parts: Vec<Result<Vec<&[u8]>, Vec<u8>>> = replies
+        let parts: Vec<Option<Vec<&[u8]>>> = replies
             .iter()
-            .map(|r| match r {
-                Ok(r) => reply::array_elements(r).ok_or_else(|| r.to_vec()),
-                Err(e) => {
-                    let mut line = Vec::new();
-                    encode::error(&mut line, &format!("ERR {e}"));
-                    Err(line)
-                }
-            })
+            .map(|r| r.as_ref().ok().and_then(|r| reply::array_elements(r)))
             .collect();
+        // One failed fragment fails the whole MGET: redis-server never answers an array
+        // holding errors, and clients (redis-py) would hand such elements back as values.
+        if let Some(frag) = parts.iter().position(Option::is_none) {
+            let fragment_of = |k: u32| match k & REPEAT {
+                0 => k,
+                _ => keys[(k & !REPEAT) as usize],
+            };
+            let lost = keys
+                .iter()
+                .filter(|&&k| parts[fragment_of(k) as usize].is_none())
+                .count();
+            stats.get_lost.add(lost as u64);
+            out.put_slice(&failure_line(&replies[frag], stats));
+            return;
+        }
         let mut cursors = vec![0usize; parts.len()];
         // Past this the client is disconnected (see `session::drive`): stop copying.
         let limit = self.pool.table.config.client_output_limit as usize;
@@ -46,7 +56,7 @@ impl RedisSession {
                 let copy = out[written[(f & !REPEAT) as usize].clone()].to_vec();
                 if reply::is_nil(&copy) {
                     stats.get_misses.inc()
-                } else if !reply::is_error(&copy) {
+                } else {
                     stats.get_hits.inc()
                 }
                 out.put_slice(&copy);
@@ -54,22 +64,16 @@ impl RedisSession {
                 continue;
             }
             let f = f as usize;
-            match &parts[f] {
-                Ok(elems) => {
-                    let elem = elems.get(cursors[f]).copied().unwrap_or(&b"$-1\r\n"[..]);
-                    cursors[f] += 1;
-                    if reply::is_nil(elem) {
-                        stats.get_misses.inc()
-                    } else {
-                        stats.get_hits.inc()
-                    }
-                    out.put_slice(elem);
-                }
-                Err(line) => {
-                    stats.get_lost.inc();
-                    out.put_slice(line);
-                }
+            let elem = (parts[f].as_ref())
+                .and_then(|elems| elems.get(cursors[f]).copied())
+                .unwrap_or(&b"$-1\r\n"[..]);
+            cursors[f] += 1;
+            if reply::is_nil(elem) {
+                stats.get_misses.inc()
+            } else {
+                stats.get_hits.inc()
             }
+            out.put_slice(elem);
             if repeats {
                 written.push(start..out.len());
             }
@@ -79,41 +83,35 @@ impl RedisSession {
     pub(super) fn emit_sum(&mut self, slots: Vec<u32>, wrote: Wrote, out: &mut BytesMut) {
         wrote.answered(&self.pool.table.write_epochs);
         let mut sum = 0i64;
-        let mut failure: Option<Vec<u8>> = None;
+        let mut failure: Option<Outcome> = None;
         for slot in slots {
-            match self.sink.take(slot) {
-                Ok(r) => match reply::integer(&r) {
-                    Some(n) => sum += n,
-                    None => {
-                        failure.get_or_insert_with(|| r.to_vec());
-                    }
-                },
-                Err(e) => {
-                    failure.get_or_insert_with(|| error_line(&e));
+            let outcome = self.sink.take(slot);
+            match outcome.as_ref().ok().and_then(|r| reply::integer(r)) {
+                Some(n) => sum += n,
+                None => {
+                    failure.get_or_insert(outcome);
                 }
             }
         }
         match failure {
-            Some(line) => out.put_slice(&line),
+            Some(outcome) => out.put_slice(&failure_line(&outcome, &self.pool.table.stats)),
             None => encode::integer(out, sum),
         }
     }
 
     pub(super) fn emit_all_ok(&mut self, slots: Vec<u32>, wrote: Wrote, out: &mut BytesMut) {
         wrote.answered(&self.pool.table.write_epochs);
-        let mut failure: Option<Vec<u8>> = None;
+        let mut failure: Option<Outcome> = None;
         for slot in slots {
-            match self.sink.take(slot) {
-                Ok(r) if r.as_ref() == b"+OK\r\n" => {}
-                Ok(r) => {
-                    failure.get_or_insert_with(|| r.to_vec());
-                }
-                Err(e) => {
-                    failure.get_or_insert_with(|| error_line(&e));
-                }
+            let outcome = self.sink.take(slot);
+            if !matches!(&outcome, Ok(r) if r.as_ref() == b"+OK\r\n") {
+                failure.get_or_insert(outcome);
             }
         }
-        out.put_slice(failure.as_deref().unwrap_or(b"+OK\r\n"));
+        match failure {
+            Some(outcome) => out.put_slice(&failure_line(&outcome, &self.pool.table.stats)),
+            None => out.put_slice(b"+OK\r\n"),
+        }
     }
 }
 
@@ -146,13 +144,11 @@ impl RedisSession {
         out: &mut BytesMut,
     ) {
         let replies: Vec<Outcome> = slots.iter().map(|&s| self.sink.take(s)).collect();
-        let failure = replies.iter().find_map(|r| match r {
-            Err(e) => Some(error_line(e)),
-            Ok(r) if reply::is_error(r) => Some(r.to_vec()),
-            Ok(_) => None,
-        });
-        if let Some(line) = failure {
-            out.put_slice(&line);
+        let failed = replies
+            .iter()
+            .find(|r| r.as_ref().map_or(true, |r| reply::is_error(r)));
+        if let Some(outcome) = failed {
+            out.put_slice(&failure_line(outcome, &self.pool.table.stats));
             return;
         }
         let ok = |r: &Outcome| r.as_ref().ok().cloned().unwrap_or_default();
@@ -185,8 +181,23 @@ impl RedisSession {
     }
 }
 
-fn error_line(e: &BackendError) -> Vec<u8> {
-    let mut line = Vec::new();
-    encode::error(&mut line, &format!("ERR {e}"));
-    line
+/// The one reply of a split command one of whose fragments failed: the server's own error
+/// reply as it came (`-WRONGTYPE`, `-OOM`), or `-ERR <failure>` as a single-key command
+/// gets, counted in the same statistics as those.
+fn failure_line(outcome: &Outcome, stats: &PoolStats) -> Vec<u8> {
+    match outcome {
+        Ok(r) => {
+            if reply::is_error(r) {
+                stats.errors[kind::BACKEND_ERROR].inc();
+            }
+            r.to_vec()
+        }
+        Err(e) => {
+            stats.forward_error.inc();
+            stats.errors[e.kind()].inc();
+            let mut line = Vec::new();
+            encode::error(&mut line, &format!("ERR {e}"));
+            line
+        }
+    }
 }
