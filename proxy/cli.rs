@@ -94,9 +94,11 @@ pub struct Cli {
     #[arg(long = "threads", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
 
-    /// Prometheus listener (GET /metrics, GET /health), HOST:PORT, or "off" (which also stops
-    /// per-request latency recording).
-    #[arg(long = "metrics-addr", value_name = "HOST:PORT|off", default_value = "127.0.0.1:9091",
+    /// Where Prometheus's GET /metrics and GET /health are served: "stats" (the stats port,
+    /// -s: one admin port per instance; an HTTP GET there gets HTTP, anything else the stats
+    /// JSON), HOST:PORT (a listener of its own), or "off" (which also stops per-request latency
+    /// recording; so does "stats" with -s 0).
+    #[arg(long = "metrics-addr", value_name = "stats|HOST:PORT|off", default_value = "stats",
           value_parser = parse_metrics_addr)]
     pub metrics_addr: MetricsAddr,
 }
@@ -105,16 +107,20 @@ pub struct Cli {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MetricsAddr {
     Off,
+    /// On the stats port, beside the stats JSON.
+    StatsPort,
     Addr(SocketAddr),
 }
 
 fn parse_metrics_addr(s: &str) -> Result<MetricsAddr, String> {
-    if s == "off" {
-        return Ok(MetricsAddr::Off);
+    match s {
+        "off" => Ok(MetricsAddr::Off),
+        "stats" => Ok(MetricsAddr::StatsPort),
+        _ => s
+            .parse()
+            .map(MetricsAddr::Addr)
+            .map_err(|e| format!("expected stats, HOST:PORT or off: {e}")),
     }
-    s.parse()
-        .map(MetricsAddr::Addr)
-        .map_err(|e| format!("expected HOST:PORT or off: {e}"))
 }
 
 impl Cli {

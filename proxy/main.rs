@@ -75,7 +75,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         threads: cli.worker_threads(),
         metrics_addr: match cli.metrics_addr {
             MetricsAddr::Off => None,
-            MetricsAddr::Addr(a) => Some(a),
+            MetricsAddr::StatsPort if cli.stats_port == 0 => None,
+            MetricsAddr::StatsPort => Some(server::MetricsAt::StatsPort),
+            MetricsAddr::Addr(a) => Some(server::MetricsAt::Addr(a)),
         },
         stats_addr: (cli.stats_port != 0).then(|| (cli.stats_addr.clone(), cli.stats_port)),
         config_path: cli.conf_file.clone(),

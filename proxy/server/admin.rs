@@ -1,7 +1,10 @@
 //! Operator endpoints, served on the acceptor thread (they are rare next to requests):
-//! - `GET /metrics` (Prometheus text format), `GET /health` on `--metrics-addr`;
+//! - `GET /metrics` (Prometheus text format), `GET /health` on `--metrics-addr`, by default on
+//!   the stats port itself, so that `-s` alone gives each instance its own admin port;
 //! - nutcracker's stats port (`-s`/`-a`): one JSON document per connection, with nutcracker's
-//!   field names and layout, so existing twemproxy dashboards and scripts keep working.
+//!   field names and layout, so existing twemproxy dashboards and scripts keep working. A
+//!   connection whose first bytes are an HTTP `GET` or `HEAD` gets HTTP instead; nutcracker's
+//!   clients send nothing and read, and get the JSON.
 //!
 //! Both read the same live counters as the data path; nothing is aggregated on an interval.
 
@@ -22,6 +25,9 @@ use crate::topology::RouteTable;
 const MAX_HEAD: usize = 8192;
 /// A scraper that sends nothing within this is dropped.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the stats port waits for a request line before answering with the JSON (its
+/// clients send nothing; an HTTP client sends its request as it connects).
+const SNIFF: Duration = Duration::from_millis(100);
 
 /// Serves `/metrics` until the task is dropped.
 pub async fn serve_metrics(
@@ -100,10 +106,12 @@ async fn http(
     stream.shutdown().await
 }
 
-/// Serves nutcracker's stats JSON: one document per connection, then close.
+/// Serves nutcracker's stats JSON: one document per connection, then close; with `http`,
+/// a connection that starts with an HTTP request gets `/metrics` and `/health` instead.
 pub async fn serve_stats(
     listener: TcpListener,
     table: tokio::sync::watch::Receiver<Arc<RouteTable>>,
+    http_on: Option<(Arc<Metrics>, Arc<ProcessMetrics>)>,
 ) {
     let hostname = hostname();
     loop {
@@ -113,11 +121,37 @@ pub async fn serve_stats(
         };
         let current = table.borrow().clone();
         let doc = stats_json(&current, &hostname);
+        let http_on = http_on.clone();
         tokio::spawn(async move {
+            if let Some((metrics, process)) = http_on {
+                if is_http(&stream).await {
+                    if let Err(e) = http(stream, &metrics, &process).await {
+                        debug!(error = %e, "metrics request failed");
+                    }
+                    return;
+                }
+            }
             let _ = stream.write_all(doc.as_bytes()).await;
             let _ = stream.shutdown().await;
         });
     }
+}
+
+/// Whether the client starts with an HTTP `GET` or `HEAD` within [`SNIFF`] (peeked: the
+/// bytes stay for the HTTP handler).
+async fn is_http(stream: &TcpStream) -> bool {
+    let mut first = [0u8; 4];
+    let peeked = tokio::time::timeout(SNIFF, async {
+        loop {
+            match stream.peek(&mut first).await {
+                Ok(n) if n >= 4 || n == 0 => return n,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                Err(_) => return 0,
+            }
+        }
+    })
+    .await;
+    matches!(peeked, Ok(4)) && (&first == b"GET " || &first == b"HEAD")
 }
 
 /// nutcracker's layout: service fields, then one object per pool holding the pool's counters

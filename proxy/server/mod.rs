@@ -47,12 +47,20 @@ pub enum StartError {
     },
 }
 
+/// Where `/metrics` is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricsAt {
+    /// On the stats port: an HTTP `GET` there gets HTTP, anything else the stats JSON.
+    StatsPort,
+    Addr(std::net::SocketAddr),
+}
+
 /// Process options from the command line.
 #[derive(Clone, Debug)]
 pub struct Options {
     pub threads: usize,
     /// `/metrics` listener; None turns the endpoint and per-request latency recording off.
-    pub metrics_addr: Option<std::net::SocketAddr>,
+    pub metrics_addr: Option<MetricsAt>,
     /// nutcracker stats listener (host, port); None when the port is 0.
     pub stats_addr: Option<(String, u16)>,
     /// The configuration file, re-read on SIGHUP and when its content changes.
@@ -79,7 +87,7 @@ pub async fn run(
     process.config_generation.set(table.generation as i64);
     let (table_tx, table_rx) = watch::channel(table.clone());
     let (drain_tx, drain_rx) = watch::channel(false);
-    if let Some(addr) = opts.metrics_addr {
+    if let Some(MetricsAt::Addr(addr)) = opts.metrics_addr {
         let listener =
             tokio::net::TcpListener::bind(addr)
                 .await
@@ -103,7 +111,12 @@ pub async fn run(
                 addr: format!("{host}:{port}"),
                 error,
             })?;
-        tokio::spawn(admin::serve_stats(listener, table_rx.clone()));
+        let http = matches!(opts.metrics_addr, Some(MetricsAt::StatsPort))
+            .then(|| (metrics.clone(), process.clone()));
+        if http.is_some() {
+            info!(addr = %format!("{host}:{port}"), "serving /metrics on the stats port");
+        }
+        tokio::spawn(admin::serve_stats(listener, table_rx.clone(), http));
     }
     let control = Control {
         table: table_rx.clone(),
