@@ -2,6 +2,7 @@
 //! encoding for forwarding. Pure functions over bytes; the session and backend modules own
 //! the sockets.
 
+pub mod binary;
 mod number;
 pub mod request;
 pub mod response;
