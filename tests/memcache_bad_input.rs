@@ -69,9 +69,14 @@ fn each_class_of_bad_request_gets_its_reply_and_the_connection_survives() {
             b"mg k v\r\n",
             b"CLIENT_ERROR command 'mg' is not supported by shardproxy\r\n",
         ),
+        (b"stats foo\r\n", b"ERROR\r\n"),
         (
-            b"stats slabs\r\n",
-            b"CLIENT_ERROR only plain 'stats' is supported by shardproxy\r\n",
+            b"stats detail on\r\n",
+            b"CLIENT_ERROR this 'stats' form is not supported by shardproxy\r\n",
+        ),
+        (
+            b"stats cachedump 1\r\n",
+            b"CLIENT_ERROR bad command line\r\n",
         ),
     ];
     for (request, reply) in cases {

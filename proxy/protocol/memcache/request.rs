@@ -551,14 +551,12 @@ fn check_key(key: &[u8], limits: &Limits) -> Result<(), Bad> {
     Ok(())
 }
 
-/// Whether a key holds a byte the proxy does not forward in a key: NUL, which memcached
-/// truncates the key at (the proxy would route one key and the server store another), and CR.
-/// memcached 1.6.18 does store a CR inside a key, but a key ending in one is written back as
-/// `VALUE k\r 0 1\r\r\n` and `get k\r\r\n` differs from `get k\r\n` only by memcached
-/// stripping exactly one `\r`: clients that trim line endings read another key, so such keys
-/// stay refused. Spaces split tokens and LF ends the line before a key can hold them. Every
-/// other byte (tab, 0x01..0x1f, 0x7f, UTF-8) is stored and routed as sent: the protocol text
-/// forbids control bytes but memcached does not check, and memaslap's keys start with 0x10.
+/// Whether a key holds NUL, which memcached truncates a key at (the proxy would route one key
+/// and the server store another), or CR: memcached 1.6 stores a CR, but a key ending in one is
+/// written back as `VALUE k\r 0 1\r\r\n`, and `get k\r\r\n` differs from `get k\r\n` only
+/// by memcached stripping one `\r`, so clients that trim line endings read another key. Space
+/// and LF cannot be in a token. Every other byte (tab, 0x01..0x1f, 0x7f) memcached stores as
+/// sent, though the protocol text forbids them; memaslap's keys start with 0x10.
 fn has_bad_byte(key: &[u8]) -> bool {
     memchr::memchr2(0, b'\r', key).is_some()
 }
