@@ -58,7 +58,7 @@ fn each_class_of_bad_request_gets_its_reply_and_the_connection_survives() {
             b"CLIENT_ERROR key contains a control character\r\n",
         ),
         (
-            b"set a\x01b 0 0 2\r\nxx\r\n",
+            b"set a\rb 0 0 2\r\nxx\r\n",
             b"CLIENT_ERROR key contains a control character\r\n",
         ),
         (
@@ -69,9 +69,14 @@ fn each_class_of_bad_request_gets_its_reply_and_the_connection_survives() {
             b"mg k v\r\n",
             b"CLIENT_ERROR command 'mg' is not supported by shardproxy\r\n",
         ),
+        (b"stats foo\r\n", b"ERROR\r\n"),
         (
-            b"stats slabs\r\n",
-            b"CLIENT_ERROR only plain 'stats' is supported by shardproxy\r\n",
+            b"stats detail on\r\n",
+            b"CLIENT_ERROR this 'stats' form is not supported by shardproxy\r\n",
+        ),
+        (
+            b"stats cachedump 1\r\n",
+            b"CLIENT_ERROR bad command line\r\n",
         ),
     ];
     for (request, reply) in cases {
@@ -138,10 +143,6 @@ fn data_block_mismatches_answer_like_memcached_then_close() {
 #[test]
 fn framing_loss_closes_the_connection() {
     let f = fixture("");
-    // Binary protocol magic.
-    let mut c = f.client();
-    c.send(b"\x80\x00\x00\x05junkjunk");
-    assert!(c.is_closed());
     // A line of 1 MiB without a newline: an error, then the connection closes.
     let mut c = f.client();
     let line = vec![b'x'; 1024 * 1024];
@@ -294,7 +295,7 @@ fn refused_noreply_requests_stay_silent() {
     // with bad numbers as a command, which the proxy never does)
     let silent: Vec<(&[u8], bool)> = vec![
         (&big, true),
-        (b"set k\x01 0 0 1 noreply\r\nx\r\n", true),
+        (b"set k\0 0 0 1 noreply\r\nx\r\n", false),
         (b"incr k abc noreply\r\n", true),
         (b"touch k soon noreply\r\n", true),
         (b"delete k 5 noreply\r\n", true),
@@ -327,4 +328,68 @@ fn lenient_forms_memcached_accepts() {
     c.expect(b"touch g 4294967396\r\n", b"TOUCHED\r\n");
     c.expect(b"incr n 1\r\r\n", b"NOT_FOUND\r\n");
     still_works(&mut c);
+}
+
+/// Issue 13, item 2: every key byte memcached stores as sent is forwarded (memaslap's keys
+/// start with 0x10); NUL (memcached truncates there) and CR stay refused.
+#[test]
+fn keys_with_control_bytes_memcached_stores_are_forwarded() {
+    let f = fixture("");
+    let mut c = f.client();
+    let key = "\x10mem\x7fas\tlap";
+    c.expect(
+        format!("set {key} 5 0 3\r\nabc\r\n").as_bytes(),
+        b"STORED\r\n",
+    );
+    c.expect(
+        format!("get {key} other\r\n").as_bytes(),
+        format!("VALUE {key} 5 3\r\nabc\r\nEND\r\n").as_bytes(),
+    );
+    let holders: Vec<usize> = (0..f.servers.len())
+        .filter(|&i| f.servers[i].get_direct(key).is_some())
+        .collect();
+    assert_eq!(holders.len(), 1, "{holders:?}");
+    assert_eq!(f.servers[holders[0]].get_direct(key), Some(b"abc".to_vec()));
+    // The server the proxy chose is the one it reads back from after a direct overwrite.
+    f.servers[holders[0]].set_direct(key, b"xyz");
+    c.expect(
+        format!("get {key}\r\n").as_bytes(),
+        format!("VALUE {key} 0 3\r\nxyz\r\nEND\r\n").as_bytes(),
+    );
+    c.expect(
+        b"get k\r\r\n",
+        b"CLIENT_ERROR key contains a control character\r\n",
+    );
+    still_works(&mut c);
+}
+
+/// Issue 13, item 6: a binary-protocol request gets memcached's binary `Unknown command`
+/// response (magic 0x81, the request's opcode and opaque, status 0x0081, its text as body),
+/// then the connection closes: a binary client fails at once instead of waiting.
+#[test]
+fn binary_requests_get_a_binary_error_then_close() {
+    let f = fixture("");
+    let mut c = f.client();
+    // GET (opcode 0x00), key "k", opaque 0xdeadbeef.
+    let mut get = vec![0x80, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 1];
+    get.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+    get.extend_from_slice(&[0; 8]);
+    get.push(b'k');
+    c.send(&get);
+    let mut want = vec![0x81, 0x00, 0, 0, 0, 0, 0x00, 0x81, 0, 0, 0, 15];
+    want.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+    want.extend_from_slice(&[0; 8]);
+    want.extend_from_slice(b"Unknown command");
+    assert_eq!(c.read_exact_bytes(want.len()), want);
+    assert!(c.is_closed());
+    // memcached's own error responses share that layout: magic, opcode, status, body length,
+    // opaque echoed and the status text as body (here 0x0001 `Not found` for the same GET).
+    let direct = Memcached::start();
+    let mut m = RawClient::connect(&direct.addr());
+    m.send(&get);
+    let reply = m.read_exact_bytes(24 + 9);
+    assert_eq!(&reply[..2], &[0x81, 0x00]);
+    assert_eq!(&reply[6..16], &[0, 1, 0, 0, 0, 9, 0xde, 0xad, 0xbe, 0xef]);
+    assert_eq!(&reply[24..], b"Not found");
+    still_works(&mut f.client());
 }

@@ -92,15 +92,20 @@ impl Framing {
 /// A reply being read and dropped because it is too large for its client.
 pub(crate) enum Skip {
     Memcache(memcache::response::SkipValues),
+    MemcacheStats(memcache::response::SkipStats),
     Resp(resp::reply::SkipReply),
 }
 
 impl Framing {
     /// A skipper for a reply of this framing that does not fit in memory; None for replies
-    /// that are one short line (they are never too large).
+    /// that are one short line (they are never too large). Multi-line `stats` replies have
+    /// one: a `stats cachedump` can exceed a small `client_output_limit`.
     pub(crate) fn skipper(self) -> Option<Skip> {
         match self {
             Framing::Memcache(memcache::Expect::Values) => Some(Skip::Memcache(Default::default())),
+            Framing::Memcache(memcache::Expect::Stats) => {
+                Some(Skip::MemcacheStats(Default::default()))
+            }
             Framing::Memcache(_) => None,
             Framing::Resp => Some(Skip::Resp(Default::default())),
         }
@@ -112,6 +117,7 @@ impl Skip {
     pub(crate) fn skip(&mut self, buf: &[u8]) -> Result<(usize, bool), BackendError> {
         match self {
             Skip::Memcache(s) => s.skip(buf).map_err(|e| BackendError::Protocol(e.0)),
+            Skip::MemcacheStats(s) => s.skip(buf).map_err(|e| BackendError::Protocol(e.0)),
             Skip::Resp(s) => s.skip(buf).map_err(|e| BackendError::Protocol(e.0)),
         }
     }
@@ -226,6 +232,8 @@ mod tests {
     fn replies_too_large_to_hold_are_skipped_as_they_stream() {
         let values = b"VALUE a 0 3\r\nabc\r\nVALUE b 1 0 9\r\n\r\nEND\r\n";
         skipped_exactly(Framing::Memcache(memcache::Expect::Values), values);
+        let dump = b"ITEM a [1 b; 0 s]\r\nITEM b [9 b; 0 s]\r\nEND\r\n";
+        skipped_exactly(Framing::Memcache(memcache::Expect::Stats), dump);
         let nested = b"*3\r\n$5\r\nhello\r\n*2\r\n:1\r\n$-1\r\n+OK\r\n";
         skipped_exactly(Framing::Resp, nested);
         skipped_exactly(Framing::Resp, b"$-1\r\n");

@@ -28,8 +28,12 @@ pub(crate) enum Entry {
     Written { slot: u32, bucket: u32 },
     /// A multi-get split over several servers.
     Multi(Box<super::mc_get::MultiGet>),
-    /// A command sent to every server of the pool (flush_all): `OK` when all answered `OK`.
-    All { slots: Vec<u32> },
+    /// A command sent to every server of the pool (flush_all, `stats items`, ...), its
+    /// replies merged into one (see `mc_pool`).
+    All {
+        slots: Vec<u32>,
+        merge: mc::PoolMerge,
+    },
 }
 
 /// The keys of a retrieval passed through whole, to check its reply against: a short single
@@ -146,16 +150,11 @@ impl McSession {
                 }
             }
             Command::FlushAll => self.flush_all(req),
-            Command::Stats => {
-                let reply = if req.args.is_empty() {
-                    Bytes::from(mc_stats::render(&self.pool))
-                } else {
-                    Bytes::from_static(
-                        b"CLIENT_ERROR only plain 'stats' is supported by shardproxy\r\n",
-                    )
-                };
+            Command::Stats if req.args.is_empty() => {
+                let reply = Bytes::from(mc_stats::render(&self.pool));
                 self.push(Entry::Ready(reply));
             }
+            Command::Stats => self.pool_stats(&frame[req.args.clone()]),
             Command::Quit => return Flow::Close,
             cmd => {
                 let key = &frame[req.keys[0].clone()];
@@ -225,33 +224,6 @@ impl McSession {
             _ => self.forward(server, framing, noreply, encode),
         }
     }
-
-    fn flush_all(&mut self, req: &Request) {
-        if !self.pool.table.config.allow_flush_all {
-            if !req.noreply {
-                self.ready(b"SERVER_ERROR flush_all is disabled for this pool\r\n");
-            }
-            return;
-        }
-        self.pool.table.write_epochs.wrote_all();
-        let framing = Framing::Memcache(Expect::Ok);
-        let mut slots = Vec::new();
-        for server in &self.pool.servers {
-            let target = if req.noreply {
-                Target::Discard
-            } else {
-                let slot = self.sink.alloc();
-                slots.push(slot);
-                Target::Slot(self.sink.clone(), slot)
-            };
-            server
-                .conn()
-                .send(framing, target, |dst| mc::encode_pool_command(req, dst));
-        }
-        if !req.noreply {
-            self.push(Entry::All { slots });
-        }
-    }
 }
 
 /// Commands whose expiry time TTL jitter may shorten.
@@ -294,7 +266,7 @@ impl Handler for McSession {
                 self.sink.is_done(*slot)
             }
             Entry::Multi(m) => m.done(&self.sink),
-            Entry::All { slots } => slots.iter().all(|&s| self.sink.is_done(s)),
+            Entry::All { slots, .. } => slots.iter().all(|&s| self.sink.is_done(s)),
         }
     }
 
@@ -351,22 +323,7 @@ impl Handler for McSession {
                 }
             }
             Entry::Multi(m) => self.emit_multi(*m, out),
-            Entry::All { slots } => {
-                if self.pool.table.config.coalesce {
-                    // flush_all is answered: reads from now on join no read sent before it.
-                    self.pool.table.write_epochs.wrote_all();
-                }
-                let mut failure: Option<Bytes> = None;
-                for slot in slots {
-                    let reply = match self.sink.take(slot) {
-                        Ok(r) if r.as_ref() == b"OK\r\n" => continue,
-                        Ok(r) => r,
-                        Err(e) => Bytes::from(format!("SERVER_ERROR {e}\r\n")),
-                    };
-                    failure.get_or_insert(reply);
-                }
-                out.put_slice(failure.as_deref().unwrap_or(b"OK\r\n"));
-            }
+            Entry::All { slots, merge } => self.emit_all(slots, merge, out),
         }
     }
 

@@ -20,6 +20,7 @@
 //!   clients that hold a value half-sent.
 
 mod mc_get;
+mod mc_pool;
 mod mc_stats;
 pub mod memcache;
 pub mod redis;

@@ -243,7 +243,8 @@ impl Memcached {
             return None;
         }
         let text = String::from_utf8_lossy(&header);
-        let len: usize = match text.split_whitespace().collect::<Vec<_>>()[..] {
+        // memcached separates fields with spaces only: a key may hold tabs and other bytes.
+        let len: usize = match text.trim_end().split(' ').collect::<Vec<_>>()[..] {
             ["VALUE", _, _, len] => len.parse().expect("VALUE length"),
             _ => panic!("unexpected reply to get {key}: \"{}\"", show(&header)),
         };

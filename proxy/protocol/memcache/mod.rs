@@ -2,9 +2,11 @@
 //! encoding for forwarding. Pure functions over bytes; the session and backend modules own
 //! the sockets.
 
+pub mod binary;
 mod number;
 pub mod request;
 pub mod response;
+pub mod stats;
 #[cfg(test)]
 mod tests;
 
@@ -12,6 +14,7 @@ use bytes::{BufMut, BytesMut};
 
 pub use request::{parse, parse_reusing, After, Command, Parsed, Reject, Request};
 pub use response::{check_values, frame_reply, retrieval_keys, value_blocks, BadReply, Expect};
+pub use stats::{PoolMerge, PoolStats};
 
 /// Limits the client-side parser enforces. Defaults follow memcached's own where it has one.
 #[derive(Clone, Debug)]

@@ -13,8 +13,11 @@
 //!   end where its length said: no byte a client sent as data is ever parsed as a command
 //!   (memcached itself runs such blocks as commands);
 //! - a refused request that said `noreply` gets no reply, as from memcached;
-//! - keys may not hold control bytes: memcached truncates a key at NUL, so the proxy would route
-//!   one key and the server would store another;
+//! - keys may hold any byte memcached stores as sent (tabs, 0x10, 0x7f: memaslap's keys start
+//!   with such bytes), but not NUL, which memcached truncates a key at (the proxy would route
+//!   one key and the server would store another), nor CR (see [`has_bad_byte`]);
+//! - a binary-protocol request gets a binary `Unknown command` response before the connection
+//!   closes, so binary clients (memjs) fail at once instead of waiting for a reply;
 //! - every line has a length limit, `get` lines included (memcached buffers those without end).
 //!
 //! Requests are re-encoded canonically by the session before they are forwarded, so nothing a
@@ -216,6 +219,7 @@ const BAD_FORMAT: &[u8] = b"CLIENT_ERROR bad command line format\r\n";
 const BAD_CHUNK: &[u8] = b"CLIENT_ERROR bad data chunk\r\n";
 const TOO_LARGE: &[u8] = b"SERVER_ERROR object too large for cache\r\n";
 const LINE_TOO_LONG: &[u8] = b"CLIENT_ERROR line too long\r\n";
+/// A key holding NUL or CR (the control characters memcached would not store as sent).
 const BAD_KEY: &[u8] = b"CLIENT_ERROR key contains a control character\r\n";
 const BAD_DELTA: &[u8] = b"CLIENT_ERROR invalid numeric delta argument\r\n";
 const BAD_EXPTIME: &[u8] = b"CLIENT_ERROR invalid exptime argument\r\n";
@@ -244,9 +248,17 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Parsed {
 /// its previous request, so that parsing allocates nothing.
 pub fn parse_reusing(buf: &[u8], limits: &Limits, mut keys: Vec<Range<usize>>) -> Parsed {
     keys.clear();
-    if buf.first() == Some(&0x80) {
-        // Binary-protocol magic: a different framing entirely; nothing sensible can follow.
-        return reject(b"", buf.len(), After::Close);
+    if buf.first() == Some(&super::binary::REQUEST_MAGIC) {
+        // Binary-protocol magic: a different framing entirely. Answer the request in its own
+        // protocol (so the client fails fast instead of waiting), then close.
+        return match super::binary::unknown_command(buf) {
+            Some(reply) => Parsed::Reject(Reject {
+                reply,
+                consumed: buf.len(),
+                after: After::Close,
+            }),
+            None => Parsed::Incomplete,
+        };
     }
     let line_end = match memchr(b'\n', &buf[..buf.len().min(limits.max_get_line + 1)]) {
         Some(i) => i,
@@ -455,7 +467,7 @@ fn parse_other(
                 // value as commands; the proxy refuses and skips all that the client announced.
                 return Err(Bad::storage(BAD_FORMAT, declared));
             }
-            if has_control(args[0]) {
+            if has_bad_byte(args[0]) {
                 return Err(Bad::storage(BAD_KEY, declared));
             }
             if len > limits.item_size_max as u64 {
@@ -533,16 +545,20 @@ fn check_key(key: &[u8], limits: &Limits) -> Result<(), Bad> {
     if key.len() > limits.max_key_len {
         return Err(Bad::reply(BAD_FORMAT));
     }
-    if has_control(key) {
+    if has_bad_byte(key) {
         return Err(Bad::reply(BAD_KEY));
     }
     Ok(())
 }
 
-/// memcached keys may not contain whitespace or control characters (the protocol says so;
-/// the server does not check, and truncates at NUL).
-fn has_control(key: &[u8]) -> bool {
-    key.iter().any(|&b| b < 0x20 || b == 0x7f)
+/// Whether a key holds NUL, which memcached truncates a key at (the proxy would route one key
+/// and the server store another), or CR: memcached 1.6 stores a CR, but a key ending in one is
+/// written back as `VALUE k\r 0 1\r\r\n`, and `get k\r\r\n` differs from `get k\r\n` only
+/// by memcached stripping one `\r`, so clients that trim line endings read another key. Space
+/// and LF cannot be in a token. Every other byte (tab, 0x01..0x1f, 0x7f) memcached stores as
+/// sent, though the protocol text forbids them; memaslap's keys start with 0x10.
+fn has_bad_byte(key: &[u8]) -> bool {
+    memchr::memchr2(0, b'\r', key).is_some()
 }
 
 /// A plain unsigned decimal, as memcached's `safe_strtoull` reads it, without wrap-around.

@@ -30,6 +30,10 @@ pub enum Expect {
     Version,
     /// `OK` (flush_all, verbosity).
     Ok,
+    /// `STAT` or `ITEM` lines then `END` (`stats <arg>`, `stats cachedump`).
+    Stats,
+    /// `RESET` (`stats reset`).
+    Reset,
 }
 
 /// The backend sent something no request could have produced: its stream can't be trusted.
@@ -58,12 +62,14 @@ pub fn frame_reply(
     }
     let ok = match expect {
         Expect::Values => return frame_values(buf, max_value),
+        Expect::Stats => return frame_stats(buf),
         Expect::Storage => matches!(text, b"STORED" | b"NOT_STORED" | b"EXISTS" | b"NOT_FOUND"),
         Expect::Delete => matches!(text, b"DELETED" | b"NOT_FOUND"),
         Expect::Arith => text == b"NOT_FOUND" || parse_u64(text).is_some(),
         Expect::Touch => matches!(text, b"TOUCHED" | b"NOT_FOUND"),
         Expect::Version => text.starts_with(b"VERSION "),
         Expect::Ok => text == b"OK",
+        Expect::Reset => text == b"RESET",
     };
     if ok {
         Ok(Some(first))
@@ -94,6 +100,30 @@ fn frame_values(buf: &[u8], max_value: usize) -> Result<Option<usize>, BadReply>
             return Err(BadReply("VALUE data not terminated by CRLF"));
         }
         pos = block_end;
+    }
+}
+
+/// Largest `stats` reply accepted from a server: memcached caps a `stats cachedump` at 2 MiB
+/// and its other stats replies are a few KiB, so a longer one is not memcached's.
+const MAX_STATS_REPLY: usize = 4 * 1024 * 1024;
+
+fn frame_stats(buf: &[u8]) -> Result<Option<usize>, BadReply> {
+    let mut pos = 0;
+    loop {
+        if pos > MAX_STATS_REPLY {
+            return Err(BadReply("stats reply beyond 4 MiB"));
+        }
+        let Some(end) = line(buf, pos)? else {
+            return Ok(None);
+        };
+        let text = trim_cr(&buf[pos..end]);
+        if text == b"END" {
+            return Ok(Some(end));
+        }
+        if !text.starts_with(b"STAT ") && !text.starts_with(b"ITEM ") {
+            return Err(BadReply("malformed stats line"));
+        }
+        pos = end;
     }
 }
 
@@ -131,6 +161,26 @@ impl SkipValues {
                 .checked_add(2)
                 .ok_or(BadReply("VALUE length beyond the item size limit"))?;
         }
+    }
+}
+
+/// Reads and drops a `stats` reply (`STAT`/`ITEM` lines, `END`) too large for its client,
+/// as [`SkipValues`] does for values: a `stats cachedump` can reach 2 MiB per server.
+#[derive(Debug, Default)]
+pub struct SkipStats;
+
+impl SkipStats {
+    /// Consumes what it can of `buf`: the bytes used, and whether the reply ended.
+    pub fn skip(&mut self, buf: &[u8]) -> Result<(usize, bool), BadReply> {
+        let mut pos = 0;
+        while let Some(end) = line(buf, pos)? {
+            let text = trim_cr(&buf[pos..end]);
+            pos = end;
+            if text == b"END" {
+                return Ok((pos, true));
+            }
+        }
+        Ok((pos, false))
     }
 }
 

@@ -127,8 +127,23 @@ fn key_rules() {
         b"CLIENT_ERROR key contains a control character\r\n"
     );
     assert_eq!(
-        rejected(b"get a\tb\r\n").reply.as_ref(),
+        rejected(b"get a\rb\r\n").reply.as_ref(),
         b"CLIENT_ERROR key contains a control character\r\n"
+    );
+    // memcached strips one `\r` before the line's `\n`: the second is in the key.
+    assert_eq!(
+        rejected(b"get k\r\r\n").reply.as_ref(),
+        b"CLIENT_ERROR key contains a control character\r\n"
+    );
+    // Every other byte memcached stores as sent is a key byte (memaslap's keys start with 0x10).
+    let (r, _) = req(b"get \x10a\tb\x7f\x01 x\x1f\r\n");
+    assert_eq!(
+        keys(&r, b"get \x10a\tb\x7f\x01 x\x1f\r\n"),
+        [&b"\x10a\tb\x7f\x01"[..], b"x\x1f"]
+    );
+    assert_eq!(
+        canonical(b"set \x10\t\x7f 0 0 1\r\nv\r\n"),
+        b"set \x10\t\x7f 0 0 1\r\nv\r\n"
     );
     // UTF-8 keys are fine.
     assert_eq!(req("get clé\r\n".as_bytes()).0.keys.len(), 1);
@@ -136,7 +151,7 @@ fn key_rules() {
 
 #[test]
 fn bad_key_on_set_skips_the_value() {
-    let r = rejected(b"set a\x01b 0 0 3\r\nabc\r\n");
+    let r = rejected(b"set a\0b 0 0 3\r\nabc\r\n");
     assert_eq!(r.after, After::Swallow(5));
     assert_eq!(r.consumed, 15);
 }
@@ -236,7 +251,7 @@ fn a_refused_storage_line_never_runs_its_data() {
 fn refused_noreply_requests_are_silent() {
     for line in [
         &b"set k 0 0 2000000 noreply\r\n"[..],
-        b"set k\x01 0 0 1 noreply\r\na\r\n",
+        b"set k\0 0 0 1 noreply\r\na\r\n",
         b"set k x 0 1 noreply\r\na\r\n",
         b"set k 0 0 3 noreply\r\nabcde\r\n",
         b"incr k x noreply\r\n",
@@ -294,7 +309,10 @@ fn long_lines_close_the_connection() {
 
 #[test]
 fn binary_and_http_close() {
-    assert_eq!(rejected(b"\x80\x00\x00").after, After::Close);
+    // A binary header is answered once whole (see `binary`), then the connection closes.
+    assert_eq!(parse(b"\x80\x00\x00", &limits()), Parsed::Incomplete);
+    let r = rejected(&[0x80; 24]);
+    assert_eq!((r.after, r.consumed, r.reply.len()), (After::Close, 24, 39));
     assert_eq!(rejected(b"POST / HTTP/1.1\r\n").after, After::Close);
 }
 
