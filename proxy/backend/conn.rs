@@ -28,7 +28,7 @@ use tracing::{debug, warn};
 use super::sink::{ReplySink, Target};
 use super::{BackendError, Framing, Handshake, HealthCtx, Skip};
 use crate::config::ServerAddr;
-use crate::net::{Readiness, Stream};
+use crate::net::Stream;
 use crate::stats::ServerStats;
 
 /// Requests queued on one connection before new ones are refused with `backend queue full`.
@@ -41,12 +41,7 @@ const MAX_PENDING: usize = 64 * 1024;
 /// keep their pool `timeout`; those a blocked client has not had dispatched wait in its socket.
 const MAX_UNWRITTEN: usize = 64 * 1024 * 1024;
 /// Read buffer headroom reserved before each read.
-const READ_CHUNK: usize = 16 * 1024;
-/// Read buffer headroom while a reply too large for its client is dropped.
-const SKIP_CHUNK: usize = 256 * 1024;
-/// An empty read buffer larger than this is freed (a large reply went through it), and the
-/// bytes after a reply larger than this move to a buffer of their own.
-const SHRINK_ABOVE: usize = 1024 * 1024;
+pub(super) const READ_CHUNK: usize = 16 * 1024;
 
 /// Per-pool settings every connection of the pool shares.
 #[derive(Clone, Debug)]
@@ -71,12 +66,12 @@ pub struct ConnSettings {
     pub handshake: Option<Handshake>,
 }
 
-struct Pending {
-    target: Target,
-    framing: Framing,
+pub(super) struct Pending {
+    pub(super) target: Target,
+    pub(super) framing: Framing,
     deadline: Option<Instant>,
     /// When the request was queued, for the latency histogram.
-    sent: Option<Instant>,
+    pub(super) sent: Option<Instant>,
 }
 
 enum Phase {
@@ -91,11 +86,11 @@ enum Phase {
     },
 }
 
-struct State {
+pub(super) struct State {
     wbuf: BytesMut,
-    pending: VecDeque<Pending>,
+    pub(super) pending: VecDeque<Pending>,
     /// Leading entries of `pending` already answered with a timeout (their replies are dropped).
-    expired: usize,
+    pub(super) expired: usize,
     phase: Phase,
     failures: u32,
     shutdown: bool,
@@ -120,7 +115,7 @@ impl State {
     /// Wakes the sessions waiting for a congested connection once it has drained well below
     /// the limits (not just under them, so that they do not stop again after one request).
     #[inline(always)]
-    fn wake_drained(&mut self) {
+    pub(super) fn wake_drained(&mut self) {
         if !self.waiters.is_empty() {
             self.wake_drained_slow();
         }
@@ -139,9 +134,9 @@ impl State {
 /// A connection handle: cheap to share between the sessions of one worker.
 pub struct BackendConn {
     addr: ServerAddr,
-    settings: ConnSettings,
-    stats: Arc<ServerStats>,
-    state: RefCell<State>,
+    pub(super) settings: ConnSettings,
+    pub(super) stats: Arc<ServerStats>,
+    pub(super) state: RefCell<State>,
     wake: LocalNotify,
 }
 
@@ -473,108 +468,6 @@ impl BackendConn {
         };
         st.wake_drained();
         result
-    }
-
-    fn read(
-        &self,
-        ready: &mut Readiness<'_>,
-        rbuf: &mut BytesMut,
-        skipping: &mut Option<Skip>,
-    ) -> Result<(), BackendError> {
-        loop {
-            if rbuf.is_empty() && rbuf.capacity() > SHRINK_ABOVE {
-                // A large reply passed through: give its buffer back.
-                *rbuf = BytesMut::new();
-            }
-            // Large reads while a reply is dropped: fewer system calls per byte thrown away.
-            let chunk = if skipping.is_some() {
-                SKIP_CHUNK
-            } else {
-                READ_CHUNK
-            };
-            if rbuf.capacity() - rbuf.len() < chunk / 4 {
-                rbuf.reserve(chunk);
-            }
-            match ready.read(rbuf) {
-                Ok(0) => {
-                    self.stats.server_eof.inc();
-                    self.deliver_complete(rbuf, skipping)?;
-                    return Err(BackendError::Closed);
-                }
-                Ok(n) => {
-                    self.stats.response_bytes.add(n as u64);
-                    self.deliver_complete(rbuf, skipping)?;
-                    if !ready.is_readable() {
-                        return Ok(()); // drained: readiness already cleared
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(BackendError::io(&e)),
-            }
-        }
-    }
-
-    /// Frames every complete reply in `rbuf` and hands each to its request. A reply that
-    /// grows past `max_reply` before it is complete is answered `ReplyTooLarge` at once and
-    /// then dropped as it streams in (`skipping`), so no reply is ever buffered whole beyond
-    /// what one client may be owed.
-    fn deliver_complete(
-        &self,
-        rbuf: &mut BytesMut,
-        skipping: &mut Option<Skip>,
-    ) -> Result<(), BackendError> {
-        while !rbuf.is_empty() {
-            if let Some(skip) = skipping {
-                let (used, done) = skip.skip(rbuf)?;
-                rbuf.advance(used);
-                if !done {
-                    return Ok(());
-                }
-                *skipping = None;
-                continue;
-            }
-            let framing = match self.state.borrow().pending.front() {
-                Some(p) => p.framing,
-                // Bytes nobody asked for (an admission error at connect, or a desynced
-                // server): forwarding them would answer someone else's request.
-                None => return Err(BackendError::Protocol("unsolicited reply")),
-            };
-            let reply = match framing.frame(rbuf, self.settings.max_value)? {
-                Some(len) if len > SHRINK_ABOVE => {
-                    // The rest moves to a buffer of its own, so that small replies split off
-                    // later do not keep this large allocation alive.
-                    let rest = BytesMut::from(&rbuf[len..]);
-                    rbuf.truncate(len);
-                    Ok(std::mem::replace(rbuf, rest).freeze())
-                }
-                Some(len) => Ok(rbuf.split_to(len).freeze()),
-                None if rbuf.len() > self.settings.max_reply => match framing.skipper() {
-                    Some(skip) => {
-                        *skipping = Some(skip);
-                        Err(BackendError::ReplyTooLarge)
-                    }
-                    None => return Ok(()),
-                },
-                None => return Ok(()),
-            };
-            let done = {
-                let mut st = self.state.borrow_mut();
-                st.expired = st.expired.saturating_sub(1);
-                let done = st.pending.pop_front();
-                st.wake_drained();
-                done
-            };
-            if let Some(p) = done {
-                if let Some(sent) = p.sent {
-                    self.stats.latency.observe(sent.elapsed().as_secs_f64());
-                }
-                self.stats.responses.inc();
-                self.settings.health.success();
-                self.stats.in_flight.dec();
-                p.target.deliver(reply);
-            }
-        }
-        Ok(())
     }
 
     fn next_deadline(&self) -> Option<Instant> {

@@ -5,6 +5,7 @@ mod batch;
 mod conn;
 mod handshake;
 pub mod health;
+mod reader;
 pub mod sink;
 
 use std::cell::Cell;
