@@ -481,6 +481,27 @@ fn redis_benchmark_and_redis_cli_run_cleanly() {
         assert!(text.contains(t), "{t} missing:\n{text}");
     }
     assert!(!text.contains("ERR"), "{text}");
+    // The full default suite (every test redis-benchmark runs with no -t), unpipelined.
+    let out = Command::new(common::find_program("redis-benchmark"))
+        .args(["-p", &p.port.to_string(), "-n", "1000", "-c", "10", "-q"])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    for t in [
+        "PING_INLINE:",
+        "PING_MBULK:",
+        "RPOP:",
+        "SPOP:",
+        "ZPOPMIN:",
+        "HSET:",
+        "LRANGE_600 (first 600 elements):",
+        "MSET (10 keys):",
+    ] {
+        assert!(text.contains(&format!("{t} ")), "{t} missing:\n{text}");
+    }
+    assert!(!text.contains("ERR"), "{text}");
     let cli = |args: &[&str]| {
         let out = Command::new(common::find_program("redis-cli"))
             .arg("-p")
