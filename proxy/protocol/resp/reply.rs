@@ -1,4 +1,4 @@
-//! Backend-side RESP2: frames the replies a Redis server sends, no IO.
+//! Backend-side RESP2 and RESP3: frames the replies a Redis server sends, no IO.
 //!
 //! Replies may nest (EVAL, SCAN, GEO, XREAD return arrays of arrays), so framing walks a
 //! count stack rather than recursing; depth and lengths are bounded so that a corrupt stream
@@ -38,7 +38,13 @@ pub fn frame_reply(buf: &[u8], max_bulk: usize) -> Result<Option<usize>, BadRepl
             b':' => {
                 decimal(text).ok_or(BadReply("bad integer reply"))?;
             }
-            b'$' => {
+            // RESP3: null, double, boolean, big number.
+            b'_' if text.is_empty() => {}
+            b',' if !text.is_empty() => {}
+            b'#' if text == b"t" || text == b"f" => {}
+            b'(' if big_number(text) => {}
+            // Bulk strings, and RESP3's verbatim strings and blob errors (never null).
+            b'$' | b'=' | b'!' => {
                 let n = decimal(text).ok_or(BadReply("bad bulk length"))?;
                 if n >= 0 {
                     let n = n as usize;
@@ -52,20 +58,28 @@ pub fn frame_reply(buf: &[u8], max_bulk: usize) -> Result<Option<usize>, BadRepl
                         return Err(BadReply("bulk not terminated by CRLF"));
                     }
                     pos += n + 2;
-                } else if n != -1 {
+                } else if n != -1 || kind != b'$' {
                     return Err(BadReply("bad bulk length"));
                 }
             }
-            b'*' => {
+            // Arrays, and RESP3's sets, pushes, maps (pairs) and attributes (pairs, then the
+            // element they describe: together they are one element).
+            b'*' | b'~' | b'>' | b'%' | b'|' => {
                 let n = decimal(text).ok_or(BadReply("bad array length"))?;
-                if n > 0 {
+                if n < -1 || (n == -1 && kind != b'*') {
+                    return Err(BadReply("bad array length"));
+                }
+                let elements = match kind {
+                    b'%' => n.saturating_mul(2),
+                    b'|' => n.saturating_mul(2).saturating_add(1),
+                    _ => n,
+                };
+                if elements > 0 {
                     if pending.len() == MAX_DEPTH {
                         return Err(BadReply("reply nested too deeply"));
                     }
-                    pending.push(n);
+                    pending.push(elements);
                     continue;
-                } else if n < -1 {
-                    return Err(BadReply("bad array length"));
                 }
             }
             _ => return Err(BadReply("unknown reply type")),
@@ -151,6 +165,12 @@ impl SkipReply {
             }
         }
     }
+}
+
+/// A RESP3 big number: an optional minus sign and at least one digit.
+fn big_number(text: &[u8]) -> bool {
+    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
 }
 
 /// End (after CRLF) of the line starting at `pos`.

@@ -335,3 +335,52 @@ fn a_bare_crlf_from_a_backend_is_a_protocol_error_not_a_panic() {
     let mut skip = reply::SkipReply::default();
     assert!(skip.skip(b"\r\n").is_err());
 }
+
+#[test]
+fn resp3_replies_are_framed_whole() {
+    let replies: &[&[u8]] = &[
+        b"_\r\n",
+        b",3.14\r\n",
+        b",inf\r\n",
+        b"#t\r\n",
+        b"(3492890328409238509324850943850943825024385\r\n",
+        b"=15\r\ntxt:Some string\r\n",
+        b"!21\r\nSYNTAX invalid syntax\r\n",
+        b"%2\r\n+first\r\n:1\r\n+second\r\n:2\r\n",
+        b"~3\r\n+a\r\n+b\r\n_\r\n",
+        b">3\r\n$10\r\ninvalidate\r\n*1\r\n$3\r\nkey\r\n_\r\n",
+        b"|1\r\n+ttl\r\n:3600\r\n$5\r\nvalue\r\n",
+        b"*2\r\n|1\r\n+a\r\n:1\r\n:7\r\n%0\r\n",
+    ];
+    for reply in replies {
+        let mut stream = reply.to_vec();
+        stream.extend_from_slice(b"+NEXT\r\n");
+        assert_eq!(
+            frame_reply(&stream, 1 << 20),
+            Ok(Some(reply.len())),
+            "{}",
+            String::from_utf8_lossy(reply)
+        );
+        for cut in 0..reply.len() {
+            assert_eq!(
+                frame_reply(&reply[..cut], 1 << 20),
+                Ok(None),
+                "cut at {cut}"
+            );
+        }
+    }
+    for bad in [
+        &b"_x\r\n"[..],
+        b"#x\r\n",
+        b"(1.5\r\n",
+        b"=-1\r\n",
+        b"%-1\r\n",
+        b",\r\n",
+    ] {
+        assert!(
+            frame_reply(bad, 1 << 20).is_err(),
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
