@@ -190,3 +190,22 @@ fn huge_values_are_framed_with_memory_bounded_by_what_arrives() {
         value.len() + format!("${}\r\n\r\n", value.len()).len()
     );
 }
+
+/// A reply the proxy builds itself is sized by the request: one that would not fit the
+/// client's output limit is never built, and the client is disconnected (issue 12 review).
+#[test]
+fn a_self_built_reply_over_the_output_limit_disconnects_without_building_it() {
+    let f = fixture("client_output_limit: 1mb");
+    let mut c = f.client();
+    let big = vec![b'e'; 2 << 20];
+    c.send(&resp_cmd(&[b"ECHO", &big]));
+    assert!(c.is_closed_within(Duration::from_secs(5)));
+    let mut names: Vec<&[u8]> = vec![b"COMMAND", b"INFO"];
+    names.extend(std::iter::repeat_n(&b"get"[..], 4096));
+    let mut c = f.client();
+    c.send(&resp_cmd(&names));
+    assert!(c.is_closed_within(Duration::from_secs(5)));
+    // Smaller ones are answered as before.
+    let mut c = f.client();
+    c.expect(&resp_cmd(&[b"ECHO", b"hi"]), b"$2\r\nhi\r\n");
+}

@@ -161,8 +161,9 @@ pub(crate) trait Handler {
     fn refresh(&mut self);
     /// The pool's configuration as of the current batch.
     fn config(&self) -> &crate::config::PoolConfig;
-    /// Whether a reply was cut short because it would exceed `client_output_limit` (a merged
-    /// multi-get): the client is disconnected before any of it is written.
+    /// Whether a reply was cut short, or not built, because it would exceed
+    /// `client_output_limit` (a merged multi-get, an ECHO of a huge argument): the client is
+    /// disconnected before any of it is written.
     fn truncated(&self) -> bool;
     /// Whether the handler is partway through a request (more bytes are owed by the client).
     fn mid_request(&self, input: &BytesMut) -> bool {

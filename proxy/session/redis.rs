@@ -71,7 +71,8 @@ pub struct RedisSession {
     pub(super) name: Option<Bytes>,
     pub(super) id: u64,
     keys: Vec<usize>,
-    /// A merged reply was cut short at `client_output_limit` (see `Handler::truncated`).
+    /// A reply was cut short, or not built, because it would exceed `client_output_limit`
+    /// (see `Handler::truncated`).
     pub(super) truncated: bool,
 }
 

@@ -16,6 +16,22 @@ use crate::protocol::resp::encode;
 
 /// Answers `spec` if it is a command the proxy serves itself; None to route it.
 pub(super) fn answer(s: &mut RedisSession, spec: &CommandSpec, argv: &[&[u8]]) -> Option<Flow> {
+    // A reply built here is sized by the request (ECHO's argument, one COMMAND INFO entry of a
+    // few hundred bytes per name): one that could not fit the client's output limit is never
+    // built, and the client is disconnected as for any reply over it.
+    let limit = s.pool.table.config.client_output_limit as usize;
+    let size = match spec.name {
+        "ping" | "echo" => argv.get(1).map_or(0, |a| a.len()),
+        "command|info" => argv
+            .len()
+            .saturating_sub(2)
+            .saturating_mul(COMMAND_INFO_SIZE),
+        _ => 0,
+    };
+    if size > limit {
+        s.truncated = true;
+        return Some(Flow::Continue);
+    }
     let mut out = Vec::new();
     match spec.name {
         "ping" => match argv.get(1) {
@@ -47,6 +63,9 @@ pub(super) fn answer(s: &mut RedisSession, spec: &CommandSpec, argv: &[&[u8]]) -
     s.ready(out.into());
     Some(Flow::Continue)
 }
+
+/// The most a COMMAND INFO entry takes (the longest is about 400 bytes).
+const COMMAND_INFO_SIZE: usize = 512;
 
 fn auth(s: &mut RedisSession, args: &[&[u8]], out: &mut Vec<u8>) {
     let (user, password) = match args {
