@@ -90,6 +90,13 @@ fn metrics_and_stats_json_share_the_stats_port() {
         health.starts_with("HTTP/1.1 200 OK\r\n") && health.ends_with("ok\n"),
         "{health}"
     );
+    // `GET /` gets the JSON over HTTP (curl host:22222).
+    let root = ask(stats, b"GET / HTTP/1.0\r\n\r\n");
+    assert!(root.starts_with("HTTP/1.1 200 OK\r\n"), "{root}");
+    assert!(
+        root.contains("\r\n\r\n{\"service\":\"shardproxy\""),
+        "{root}"
+    );
     // Anything else still gets the JSON.
     assert!(ask(stats, b"stats\r\n").starts_with("{\"service\""));
 }

@@ -14,12 +14,24 @@ use std::process::Command;
 use common::{Cluster, Memcached};
 
 fn clients_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/clients");
-    assert!(
-        dir.join("current/bin/python").exists() && dir.join("node/node_modules").exists(),
-        "the client matrix is not installed: run scripts/clients-setup (scripts/test does)"
-    );
-    dir
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/clients")
+}
+
+/// Whether the matrix is installed. `scripts/test` (and so CI) always installs it, and there a
+/// missing matrix fails; a plain `cargo test` without it skips these tests, saying so.
+fn installed() -> bool {
+    let dir = clients_dir();
+    let present = dir.join("current/bin/python").exists()
+        && dir.join("redis4/bin/python").exists()
+        && dir.join("node/node_modules").exists();
+    if !present {
+        assert!(
+            std::env::var("CI").is_err() && std::env::var("SHARDPROXY_CLIENTS").is_err(),
+            "the client matrix is not installed: run scripts/clients-setup"
+        );
+        eprintln!("skipped: the client matrix is not installed (run scripts/clients-setup)");
+    }
+    present
 }
 
 fn workload(file: &str) -> PathBuf {
@@ -69,6 +81,9 @@ fn redis_py(venv: &str, port: u16, protocol: &str) -> u32 {
 
 #[test]
 fn redis_py_current_and_4x_run_their_workload() {
+    if !installed() {
+        return;
+    }
     let pool = Cluster::redis(3, "hash: md5");
     // redis-py 8 by default asks for RESP3 and falls back to RESP2 when refused.
     assert!(redis_py("current", pool.port, "default") > 30);
@@ -82,6 +97,9 @@ fn redis_py_current_and_4x_run_their_workload() {
 
 #[test]
 fn ioredis_runs_its_workload() {
+    if !installed() {
+        return;
+    }
     let pool = Cluster::redis(3, "hash: md5");
     let node = common::find_program("node");
     let script = workload("node/redis_workload.js");
@@ -96,6 +114,9 @@ fn ioredis_runs_its_workload() {
 
 #[test]
 fn pymemcache_and_python_memcached_run_their_workload() {
+    if !installed() {
+        return;
+    }
     let pool: Cluster<Memcached> = Cluster::memcached(3, "hash: md5\nitem_size_max: 1048576");
     let python = clients_dir().join("current/bin/python");
     let script = workload("python/memcache_workload.py");

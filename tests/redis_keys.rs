@@ -257,8 +257,8 @@ fn scripts_loaded_through_the_proxy_run_on_every_server() {
     }
 }
 
-/// Issue 13, scripts: a script called with no key runs on the server its body (EVAL) or SHA
-/// (EVALSHA) hashes to, the same one every time.
+/// Issue 13, scripts: a script called with no key runs on the server its SHA hashes to (for
+/// EVAL, the SHA of its body): the same one every time, whether called by body or by SHA.
 #[test]
 fn a_script_without_keys_runs_on_one_stable_server() {
     let p = pool("");
@@ -271,5 +271,17 @@ fn a_script_without_keys_runs_on_one_stable_server() {
         );
     }
     assert_eq!(p.holders("counter").len(), 1);
+    // EVAL loaded the script where EVALSHA of its SHA goes: a client's EVALSHA works next.
+    let sha = String::from_utf8(cmd(&mut c, &["SCRIPT", "LOAD", incr])).unwrap();
+    let sha = sha.lines().nth(1).unwrap().to_string();
+    for s in &p.servers {
+        s.cmd(&["SCRIPT", "FLUSH"]);
+    }
+    assert_eq!(cmd(&mut c, &["EVAL", incr, "0"]), b":6\r\n");
+    assert_eq!(cmd(&mut c, &["EVALSHA", &sha, "0"]), b":7\r\n");
+    assert_eq!(
+        cmd(&mut c, &["EVALSHA", &sha.to_uppercase(), "0"]),
+        b":8\r\n"
+    );
     assert_eq!(cmd(&mut c, &["EVAL", "return 1", "0"]), b":1\r\n");
 }

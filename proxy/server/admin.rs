@@ -26,8 +26,12 @@ const MAX_HEAD: usize = 8192;
 /// A scraper that sends nothing within this is dropped.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the stats port waits for a request line before answering with the JSON (its
-/// clients send nothing; an HTTP client sends its request as it connects).
-const SNIFF: Duration = Duration::from_millis(100);
+/// clients send nothing; an HTTP client sends its request as it connects, through a tunnel or
+/// port-forward within a few hundred milliseconds).
+const SNIFF: Duration = Duration::from_millis(300);
+/// A scraper that does not take its reply within this is dropped (it cannot hold a task and a
+/// file descriptor forever).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `/metrics` until the task is dropped.
 pub async fn serve_metrics(
@@ -42,17 +46,19 @@ pub async fn serve_metrics(
         };
         let (metrics, process) = (metrics.clone(), process.clone());
         tokio::spawn(async move {
-            if let Err(e) = http(stream, &metrics, &process).await {
+            if let Err(e) = http(stream, &metrics, &process, None).await {
                 debug!(error = %e, "metrics request failed");
             }
         });
     }
 }
 
+/// Answers one HTTP request; on the stats port, `GET /` gets the stats JSON (`stats_json`).
 async fn http(
     mut stream: TcpStream,
     metrics: &Metrics,
     process: &ProcessMetrics,
+    stats_json: Option<String>,
 ) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let read = tokio::time::timeout(READ_TIMEOUT, async {
@@ -86,6 +92,11 @@ async fn http(
             ("200 OK", prometheus::TEXT_FORMAT, body)
         }
         (b"GET", b"/health") => ("200 OK", "text/plain", b"ok\n".to_vec()),
+        (b"GET", b"/") if stats_json.is_some() => (
+            "200 OK",
+            "application/json",
+            stats_json.unwrap_or_default().into_bytes(),
+        ),
         (b"GET", _) => (
             "404 Not Found",
             "text/plain",
@@ -101,9 +112,14 @@ async fn http(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    stream.write_all(header.as_bytes()).await?;
-    stream.write_all(&body).await?;
-    stream.shutdown().await
+    let write = async {
+        stream.write_all(header.as_bytes()).await?;
+        stream.write_all(&body).await?;
+        stream.shutdown().await
+    };
+    tokio::time::timeout(WRITE_TIMEOUT, write)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
 }
 
 /// Serves nutcracker's stats JSON: one document per connection, then close; with `http`,
@@ -125,7 +141,7 @@ pub async fn serve_stats(
         tokio::spawn(async move {
             if let Some((metrics, process)) = http_on {
                 if is_http(&stream).await {
-                    if let Err(e) = http(stream, &metrics, &process).await {
+                    if let Err(e) = http(stream, &metrics, &process, Some(doc)).await {
                         debug!(error = %e, "metrics request failed");
                     }
                     return;

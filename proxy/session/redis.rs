@@ -197,10 +197,17 @@ impl RedisSession {
                     Err(KeyError::BadNumKeys) => {
                         Err("ERR Number of keys can't be greater than number of args")
                     }
-                    // A script or function called with no key runs on the server its body,
-                    // SHA or name hashes to: always the same one for the same script.
+                    // A script or function called with no key runs on the server its SHA (or
+                    // function name) hashes to: EVAL of a body and EVALSHA of its SHA reach the
+                    // same server, so a client's EVALSHA-then-EVAL fallback loads it there.
                     Ok(()) if keys.is_empty() && spec.in_category(cat::SCRIPTING) => {
-                        Ok(self.pool.server_for(argv[1]))
+                        Ok(match spec.name {
+                            "eval" | "eval_ro" => {
+                                let sha = sha1_smol::Sha1::from(argv[1]).digest().to_string();
+                                self.pool.server_for(sha.as_bytes())
+                            }
+                            _ => self.pool.server_for(&argv[1].to_ascii_lowercase()),
+                        })
                     }
                     Ok(()) if keys.is_empty() => {
                         Err("ERR shardproxy cannot route a command without keys")
