@@ -114,24 +114,18 @@ impl McSession {
         let stats = &pool.table.stats;
         let epochs = &pool.table.write_epochs;
         let slot = self.sink.alloc();
-        if let Some(read) = pool.flights.candidate(epochs, server, kind, key) {
-            if let Some(first) = pool.flights.read(&read, &self.sink, slot) {
-                stats.joined(first);
-                let asked = Asked::new(frame, &req.keys);
-                let server = server as u32;
-                self.push(Entry::Get {
-                    slot,
-                    server,
-                    asked,
-                });
-                return;
-            }
+        let joined = pool
+            .flights
+            .candidate(epochs, server, kind, key)
+            .and_then(|read| pool.flights.read(&read, &self.sink, slot));
+        match joined {
+            Some(first) => stats.joined(first),
+            None => pool.servers[server].conn().send(
+                VALUES_FRAMING,
+                Target::Slot(self.sink.clone(), slot),
+                |dst| mc::encode_retrieval(req.cmd, req.exptime, std::iter::once(key), dst),
+            ),
         }
-        pool.servers[server].conn().send(
-            VALUES_FRAMING,
-            Target::Slot(self.sink.clone(), slot),
-            |dst| mc::encode_retrieval(req.cmd, req.exptime, std::iter::once(key), dst),
-        );
         let asked = Asked::new(frame, &req.keys);
         let server = server as u32;
         self.push(Entry::Get {
